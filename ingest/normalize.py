@@ -1,0 +1,177 @@
+"""Turn a wire line (one JSON object) into a `logs` row — inside the engine.
+
+Python validates each line (cheap, in C via orjson) so a client hears which lines were bad,
+then the engine does the per-line mapping of aliases, timestamps and attributes while it
+inserts: it parses JSON far faster than Python can (see docs/ingest.md).
+
+The SQL below is generated from constants only; nothing a client sends becomes SQL text.
+Per-chunk defaults (tenant, arrival time, fields from query parameters and headers) reach the
+engine as query parameters indexed by the chunk number each line carries in CHUNK_KEY.
+"""
+
+from __future__ import annotations
+
+# A key no client uses; the batcher puts it first in every wire line.
+CHUNK_KEY = "\u0001c"
+
+TIMESTAMP_KEYS = ("timestamp", "time", "@timestamp", "ts")
+MESSAGE_KEYS = ("msg", "message", "log")
+LEVEL_KEYS = ("severity", "level", "log.level", "lvl")
+SERVICE_KEYS = ("service", "service.name", "app", "job")
+HOST_KEYS = ("host", "hostname", "host.name", "pod")
+BUILD_KEYS = ("build_id", "build.id", "ci.build.id", "buildId")
+DEPLOY_KEYS = ("deploy_id", "deployment.id", "deploy.id", "deployId")
+TRACE_KEYS = ("trace_id", "trace.id", "traceId", "traceid")
+SPAN_KEYS = ("span_id", "span.id", "spanId", "spanid")
+REQUEST_KEYS = ("request_id", "request.id", "requestId", "x_request_id")
+
+# Nested objects some shippers send (ECS): {"service": {"name": ...}} and friends.
+NESTED = {
+    "service": (("service", "name"),),
+    "host": (("host", "name"), ("host", "hostname")),
+    "level": (("log", "level"),),
+    "build_id": (("build", "id"), ("ci", "build", "id")),
+    "deploy_id": (("deployment", "id"), ("deploy", "id")),
+    "trace_id": (("trace", "id"),),
+    "span_id": (("span", "id"),),
+    "request_id": (("request", "id"),),
+}
+
+FIELD_KEYS = {
+    "service": SERVICE_KEYS,
+    "host": HOST_KEYS,
+    "build_id": BUILD_KEYS,
+    "deploy_id": DEPLOY_KEYS,
+    "trace_id": TRACE_KEYS,
+    "span_id": SPAN_KEYS,
+    "request_id": REQUEST_KEYS,
+}
+
+# Fields a chunk can default from query parameters or headers.
+DEFAULTABLE = ("service", "host", "build_id", "deploy_id", "trace_id", "request_id")
+
+KNOWN_KEYS = frozenset(
+    (CHUNK_KEY, "attrs", "tenant", "observed_ts")
+    + TIMESTAMP_KEYS
+    + MESSAGE_KEYS
+    + LEVEL_KEYS
+    + SERVICE_KEYS
+    + HOST_KEYS
+    + BUILD_KEYS
+    + DEPLOY_KEYS
+    + TRACE_KEYS
+    + SPAN_KEYS
+    + REQUEST_KEYS
+)
+
+LEVELS = ("trace", "debug", "info", "warn", "error", "fatal")
+
+# Spellings seen in the wild, mapped to the six levels. Numbers are pino/bunyan levels.
+LEVEL_SYNONYMS = {
+    "trace": "trace", "trc": "trace", "10": "trace", "verbose": "trace",
+    "debug": "debug", "dbg": "debug", "20": "debug", "d": "debug",
+    "info": "info", "information": "info", "informational": "info", "inf": "info",
+    "notice": "info", "30": "info", "i": "info",
+    "warn": "warn", "warning": "warn", "wrn": "warn", "40": "warn", "w": "warn",
+    "error": "error", "err": "error", "eror": "error", "50": "error", "e": "error",
+    "fatal": "fatal", "critical": "fatal", "crit": "fatal", "alert": "fatal",
+    "emerg": "fatal", "emergency": "fatal", "panic": "fatal", "60": "fatal", "f": "fatal",
+}
+
+
+def _sql_str(value: str) -> str:
+    """Quote a constant of ours as a ClickHouse string literal."""
+    escaped = value.replace("\\", "\\\\").replace("'", "\\'")
+    return f"'{escaped}'"
+
+
+def _scalar(key: str) -> str:
+    """The value of a top-level key as text; NULL when absent, null, empty or an object."""
+    raw = f"m[{_sql_str(key)}]"
+    return (
+        f"multiIf({raw} IN ('', 'null', '\"\"'), NULL, startsWith({raw}, '\"'), "
+        f"JSONExtractString({raw}), startsWith({raw}, '{{') OR startsWith({raw}, '['), NULL, {raw})"
+    )
+
+
+def _nested(path: tuple[str, ...]) -> str:
+    head, *rest = path
+    keys = ", ".join(_sql_str(k) for k in rest)
+    return f"nullIf(JSONExtractString(m[{_sql_str(head)}], {keys}), '')"
+
+
+def _first(field: str, keys: tuple[str, ...]) -> str:
+    options = [_scalar(k) for k in keys] + [_nested(p) for p in NESTED.get(field, ())]
+    return f"coalesce({', '.join(options)})"
+
+
+def _field(field: str, keys: tuple[str, ...]) -> str:
+    default = f"{{d_{field}:Array(String)}}[chunk]" if field in DEFAULTABLE else "''"
+    return f"coalesce({_first(field, keys)}, {default})"
+
+
+def _timestamp() -> str:
+    text = _first("ts", TIMESTAMP_KEYS)
+    # Epoch numbers: the unit is decided by magnitude (s, ms, µs, ns), exactly in Decimal.
+    number = "toDecimal128OrNull(ts_text, 9)"
+    epoch = (
+        f"fromUnixTimestamp64Nano(toInt64(multiIf(abs({number}) < 1e11, {number} * 1000000000, "
+        f"abs({number}) < 1e14, {number} * 1000000, abs({number}) < 1e17, {number} * 1000, {number})))"
+    )
+    parsed = (
+        "if(match(ts_text, '^-?[0-9]+(\\\\.[0-9]+)?$'), "
+        f"{epoch}, parseDateTime64BestEffortOrNull(ts_text, 9, 'UTC'))"
+    )
+    return text, f"ifNull({parsed}, observed)"
+
+
+def _level() -> str:
+    keys = ", ".join(_sql_str(k) for k in LEVEL_SYNONYMS)
+    values = ", ".join(_sql_str(v) for v in LEVEL_SYNONYMS.values())
+    raw = f"lower(trimBoth(ifNull({_first('level', LEVEL_KEYS)}, '')))"
+    return f"transform({raw}, [{keys}], [{values}], 'info')"
+
+
+def _attrs() -> str:
+    known = ", ".join(_sql_str(k) for k in sorted(KNOWN_KEYS))
+    as_text = "if(startsWith(v, '\"'), JSONExtractString(v), v)"
+    own = f"mapApply((k, v) -> (k, {as_text}), mapFilter((k, v) -> k NOT IN ({known}), m))"
+    nested = "JSONExtractKeysAndValuesRaw(m['attrs'])"
+    extra = f"mapApply((k, v) -> (k, {as_text}), mapFromArrays({nested}.1, {nested}.2))"
+    return f"mapUpdate({own}, {extra})"
+
+
+def select_rows_sql(source: str, seq_base_param: str = "seq_base") -> str:
+    """A SELECT producing `logs` rows from `source`, a table expression with a `line` column.
+
+    Parameters it needs: the d_<field> arrays (one entry per chunk), d_tenant, d_observed
+    (nanoseconds since the epoch), and {seq_base:UInt64}.
+    """
+    ts_text, ts = _timestamp()
+    columns = [
+        f"{ts} AS ts",
+        "observed AS observed_ts",
+        f"{{{seq_base_param}:UInt64}} + rowNumberInAllBlocks() AS seq",
+        "{d_tenant:Array(String)}[chunk] AS tenant",
+        f"{_field('service', SERVICE_KEYS)} AS service",
+        f"{_field('host', HOST_KEYS)} AS host",
+        f"{_level()} AS level",
+        f"ifNull({_message()}, '') AS message",
+    ]
+    for field in ("build_id", "deploy_id", "trace_id", "span_id", "request_id"):
+        columns.append(f"{_field(field, FIELD_KEYS[field])} AS {field}")
+    columns.append(f"{_attrs()} AS attrs")
+    return (
+        "SELECT " + ",\n  ".join(columns) + "\nFROM (SELECT line, "
+        "JSONExtractKeysAndValuesRaw(line) AS kv, mapFromArrays(kv.1, kv.2) AS m, "
+        f"toUInt32OrZero(m[{_sql_str(CHUNK_KEY)}]) AS chunk, "
+        "fromUnixTimestamp64Nano({d_observed:Array(Int64)}[chunk]) AS observed, "
+        f"{ts_text} AS ts_text "
+        f"FROM {source})"
+    )
+
+
+def _message() -> str:
+    strings = [_scalar(k) for k in MESSAGE_KEYS]
+    structured = [f"if(startsWith(m[{_sql_str(k)}], '{{'), m[{_sql_str(k)}], NULL)" for k in ("message", "msg")]
+    return f"coalesce({', '.join(strings + structured)})"

@@ -1,0 +1,37 @@
+"""Shared fixtures: a real chDB store in a temporary directory, and an app over it.
+
+chDB lets one process own one data directory at a time, so each test opens its own store
+and closes it before the next test opens another.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from flightlog.schema.embedded import EmbeddedStore
+from flightlog.schema.migrate import apply_migrations
+from flightlog.schema.settings import Settings
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings.from_values({"data_dir": str(tmp_path / "data"), "batch_max_age_ms": 50})
+
+
+@pytest.fixture
+def store(settings: Settings):
+    store = EmbeddedStore(settings.data_dir)
+    apply_migrations(store, settings.retention_days)
+    yield store
+    store.close()
+
+
+@pytest.fixture
+def clickhouse_url() -> str:
+    url = os.environ.get("FLIGHTLOG_CLICKHOUSE_URL", "")
+    if not url:
+        pytest.skip("server mode: set FLIGHTLOG_CLICKHOUSE_URL to a ClickHouse server to run this test")
+    return url

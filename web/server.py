@@ -1,0 +1,91 @@
+"""The app factory: one aiohttp application serving the roles it is asked for.
+
+`flightlog serve` runs every role in one process over one store; `flightlog ingest` and
+`flightlog query` run one role each against a ClickHouse server (the scale-out path).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterable
+from concurrent.futures import ThreadPoolExecutor
+
+from aiohttp import web
+
+from flightlog.schema.open import open_store
+from flightlog.schema.settings import Settings
+from flightlog.schema.store import Store, StoreError
+from flightlog.web.errors import error_middleware
+from flightlog.web.keys import EXTRAS, SETTINGS, STORE
+
+ALL_ROLES = frozenset({"ingest", "query"})
+
+
+def create_app(
+    settings: Settings,
+    roles: Iterable[str] = ALL_ROLES,
+    store: Store | None = None,
+) -> web.Application:
+    roles = frozenset(roles)
+    unknown = roles - ALL_ROLES
+    if unknown:
+        raise ValueError(f"unknown roles {sorted(unknown)}; choose from {sorted(ALL_ROLES)}")
+    app = web.Application(
+        client_max_size=settings.max_body_bytes,
+        middlewares=[error_middleware],
+    )
+    app[SETTINGS] = settings
+    app[EXTRAS] = {"roles": roles}
+    app.cleanup_ctx.append(_store_context(store))
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    if "ingest" in roles:
+        from flightlog.ingest.routes import setup_ingest
+
+        setup_ingest(app)
+    if "query" in roles:
+        from flightlog.query.api import setup_query_api
+        from flightlog.web.pages import setup_pages
+
+        setup_query_api(app)
+        setup_pages(app)
+    return app
+
+
+def _store_context(given: Store | None):
+    async def store_context(app: web.Application) -> AsyncIterator[None]:
+        settings = app[SETTINGS]
+        if given is not None:
+            app[STORE] = given
+        else:
+            loop = asyncio.get_running_loop()
+            app[STORE] = await loop.run_in_executor(None, open_store, settings)
+        yield
+        if given is None:
+            app[STORE].close()
+
+    return store_context
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "alive"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    store = request.app.get(STORE)
+    if store is None:
+        return web.json_response({"status": "starting"}, status=503)
+    try:
+        await run_in_store_thread(request.app, store.query, "SELECT 1")
+    except StoreError as exc:
+        return web.json_response({"status": "store unavailable", "error": str(exc)}, status=503)
+    return web.json_response({"status": "ready", "store": store.kind})
+
+
+_store_threads = ThreadPoolExecutor(max_workers=8, thread_name_prefix="store")
+
+
+async def run_in_store_thread(app: web.Application, fn, *args, **kwargs):
+    """Run a blocking store call off the event loop (chDB and clickhouse-connect block)."""
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(_store_threads, lambda: fn(*args, **kwargs))
