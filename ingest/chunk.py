@@ -1,0 +1,56 @@
+"""A chunk: the valid lines of one request, with what they default from, on their way to a batch."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+
+@dataclass
+class LineError:
+    line: int  # 1-based, as the client numbered them
+    error: str
+
+    def as_json(self) -> dict[str, Any]:
+        return {"line": self.line, "error": self.error}
+
+
+@dataclass
+class Chunk:
+    """Wire lines: JSON objects, each starting with `{`, joined by `\\n`, no trailing newline.
+
+    The engine maps them to `logs` rows (flightlog.ingest.normalize); `defaults` fill the
+    fields a line lacks; `observed_ns` is the arrival time, used when a line has no timestamp.
+    """
+
+    lines: bytes
+    count: int
+    tenant: str = "default"
+    defaults: dict[str, str] = field(default_factory=dict)
+    observed_ns: int = field(default_factory=time.time_ns)
+
+    @classmethod
+    def from_rows(
+        cls,
+        rows: Iterable[Mapping[str, Any]],
+        tenant: str = "default",
+        defaults: Mapping[str, str] | None = None,
+    ) -> Chunk:
+        """A chunk of rows a protocol parser built (canonical field names, `attrs` a dict)."""
+        encoded = [orjson.dumps(row) for row in rows if row]
+        return cls(b"\n".join(encoded), len(encoded), tenant, dict(defaults or {}))
+
+
+@dataclass
+class ParseResult:
+    chunk: Chunk
+    errors: list[LineError]
+    rejected: int
+
+    @property
+    def accepted(self) -> int:
+        return self.chunk.count

@@ -1,0 +1,133 @@
+"""Our own wire format: NDJSON (one JSON object a line) or one JSON array of objects.
+
+Python checks each line just enough to tell the client which lines were bad; mapping the
+fields to columns is the engine's job (flightlog.ingest.normalize).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+import orjson
+
+from flightlog.ingest.chunk import Chunk, LineError, ParseResult
+from flightlog.ingest.limits import IngestError, Limits
+from flightlog.ingest.normalize import CHUNK_KEY, TIMESTAMP_KEYS
+
+# Keys a line carries beside its attributes; a line may have this many more keys than attributes.
+_FIELD_ALLOWANCE = 24
+
+
+def parse(
+    body: bytes,
+    content_type: str,
+    limits: Limits,
+    tenant: str = "default",
+    defaults: Mapping[str, str] | None = None,
+) -> ParseResult:
+    if content_type == "application/json" and body.lstrip()[:1] == b"[":
+        candidates = _array_lines(body)
+    else:
+        candidates = _ndjson_lines(body)
+    good: list[bytes] = []
+    errors: list[LineError] = []
+    for number, line, parsed in candidates:
+        problem = _check(line, parsed, limits)
+        if problem is None:
+            good.append(line)
+        else:
+            errors.append(LineError(number, problem))
+    chunk = Chunk(b"\n".join(good), len(good), tenant, dict(defaults or {}))
+    return ParseResult(chunk, errors, len(errors))
+
+
+def _ndjson_lines(body: bytes):
+    """(line number, line bytes, parsed object or an Exception) for every non-blank line."""
+    raw = body.split(b"\n")
+    stripped = [line.strip() for line in raw]
+    # Fast path: one orjson call for the whole body when it is clean NDJSON.
+    if all(stripped):
+        try:
+            objects = orjson.loads(b"[" + b",".join(stripped) + b"]")
+        except orjson.JSONDecodeError:
+            objects = None
+        if objects is not None and len(objects) == len(stripped):
+            return [(i + 1, line, obj) for i, (line, obj) in enumerate(zip(stripped, objects))]
+    out = []
+    for i, line in enumerate(stripped):
+        if not line:
+            continue
+        try:
+            obj = orjson.loads(line)
+        except orjson.JSONDecodeError as exc:
+            obj = exc
+        out.append((i + 1, line, obj))
+    return out
+
+
+def _array_lines(body: bytes):
+    try:
+        items = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise IngestError(400, f"body is not valid JSON: {exc}") from None
+    return [(i + 1, orjson.dumps(item) if isinstance(item, dict) else b"", item) for i, item in enumerate(items)]
+
+
+def _check(line: bytes, parsed: object, limits: Limits) -> str | None:
+    if len(line) > limits.max_line_bytes:
+        return f"line is {len(line)} bytes; the limit is {limits.max_line_bytes}"
+    if isinstance(parsed, Exception):
+        return f"invalid JSON: {parsed}"
+    if not isinstance(parsed, dict):
+        return f"expected a JSON object, got {type(parsed).__name__}"
+    if not parsed:
+        return "empty object: a line needs at least a message"
+    if CHUNK_KEY in parsed:
+        return "keys starting with \\u0001 are reserved"
+    attrs = parsed.get("attrs")
+    count = len(parsed) + (len(attrs) if isinstance(attrs, dict) else 0)
+    if count > limits.max_attributes + _FIELD_ALLOWANCE:
+        return f"line has {count} fields; the limit is {limits.max_attributes} attributes"
+    for key in TIMESTAMP_KEYS:
+        value = parsed.get(key)
+        if value is not None:
+            return _check_timestamp(key, value)
+    return None
+
+
+def _check_timestamp(key: str, value: object) -> str | None:
+    if isinstance(value, bool):
+        return f"{key} must be a time, got a boolean"
+    if isinstance(value, str):
+        text = value.strip()
+        if not text:
+            return None
+        try:
+            value = float(text)
+        except ValueError:
+            # RFC 3339 and friends: the engine parses them; we only refuse what is clearly not a time.
+            if not text[:4].isdigit():
+                return f"{key} {value!r} is not a timestamp (RFC 3339 or epoch seconds/ms/µs/ns)"
+            return None
+    if isinstance(value, (int, float)):
+        if isinstance(value, float) and not math.isfinite(value):
+            return f"{key} must be a finite number"
+        if value < 0:
+            return f"{key} {value} is before 1970"
+        if epoch_to_ns(value) > 9_200_000_000_000_000_000:
+            return f"{key} {value} is past the year 2262, the latest time the store holds"
+        return None
+    return f"{key} must be a string or a number, got {type(value).__name__}"
+
+
+def epoch_to_ns(value: float) -> int:
+    """Epoch seconds, ms, µs or ns to ns: the unit is decided by magnitude, as in the engine."""
+    magnitude = abs(value)
+    if magnitude < 1e11:
+        return int(value * 1e9)
+    if magnitude < 1e14:
+        return int(value * 1e6)
+    if magnitude < 1e17:
+        return int(value * 1e3)
+    return int(value)

@@ -1,0 +1,93 @@
+"""HTTP ingest: the handlers are thin; protocols parse, the batcher batches."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+
+import orjson
+from aiohttp import web
+from aiohttp.web_exceptions import HTTPRequestEntityTooLarge
+
+from flightlog.ingest.batcher import Batcher
+from flightlog.ingest.limits import MAX_ERRORS_LISTED, IngestError, Limits
+from flightlog.ingest.protocols import jsonlines
+from flightlog.web.keys import BATCHER, SETTINGS, STORE, tenant_of
+
+LIMITS = web.AppKey("ingest_limits", Limits)
+
+# Query parameter / header names a request can give defaults with.
+DEFAULT_SOURCES = {
+    "service": "X-Flightlog-Service",
+    "host": "X-Flightlog-Host",
+    "build_id": "X-Flightlog-Build-Id",
+    "deploy_id": "X-Flightlog-Deploy-Id",
+}
+
+
+def setup_ingest(app: web.Application) -> None:
+    app[LIMITS] = Limits.from_settings(app[SETTINGS])
+    app.cleanup_ctx.append(batcher_context)
+    app.router.add_post("/api/v1/logs", post_logs)
+
+
+async def batcher_context(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    batcher = Batcher(
+        app[STORE],
+        settings.data_dir / "spool",
+        max_lines=settings.batch_max_lines,
+        max_age_ms=settings.batch_max_age_ms,
+    )
+    await batcher.start()
+    app[BATCHER] = batcher
+    yield
+    await batcher.stop()
+
+
+def request_defaults(request: web.Request) -> dict[str, str]:
+    """Fields a line lacks, from `?service=` … or `X-Flightlog-Service` … (the parameter wins)."""
+    defaults = {}
+    for field, header in DEFAULT_SOURCES.items():
+        value = request.query.get(field) or request.headers.get(header)
+        if value:
+            defaults[field] = value
+    return defaults
+
+
+async def read_body(request: web.Request, limits: Limits) -> bytes:
+    """The decompressed body (aiohttp inflates gzip, deflate and zstd within client_max_size)."""
+    try:
+        body = await request.read()
+    except HTTPRequestEntityTooLarge:
+        raise IngestError(
+            413, f"body is larger than {limits.max_body_bytes} bytes after decompression; send smaller batches"
+        ) from None
+    except Exception as exc:  # aiohttp's payload errors: truncated or corrupt compression
+        encoding = request.headers.get("Content-Encoding", "identity")
+        raise IngestError(400, f"body could not be read (Content-Encoding: {encoding}): {_first_line(exc)}") from None
+    return body
+
+
+def _first_line(exc: Exception) -> str:
+    return " ".join(str(exc).split())
+
+
+async def post_logs(request: web.Request) -> web.Response:
+    limits = request.app[LIMITS]
+    try:
+        body = await read_body(request, limits)
+        if not body.strip():
+            raise IngestError(400, "empty body: send NDJSON (one JSON object a line) or a JSON array")
+        content_type = request.content_type
+        result = jsonlines.parse(body, content_type, limits, tenant_of(request), request_defaults(request))
+    except IngestError as exc:
+        return web.json_response({"error": exc.message}, status=exc.status)
+    if result.accepted:
+        await request.app[BATCHER].append(result.chunk)
+    return ingest_answer(result.accepted, result.rejected, [e.as_json() for e in result.errors])
+
+
+def ingest_answer(accepted: int, rejected: int, errors: list[Mapping[str, object]]) -> web.Response:
+    status = 400 if accepted == 0 and rejected > 0 else 200
+    body = {"accepted": accepted, "rejected": rejected, "errors": errors[:MAX_ERRORS_LISTED]}
+    return web.Response(body=orjson.dumps(body), status=status, content_type="application/json")

@@ -1,0 +1,124 @@
+"""The `flightlog` command: `serve` (every role), `ingest` and `query` (one role each)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+from collections.abc import Iterable, Sequence
+
+from aiohttp import web
+
+from flightlog.schema.settings import SETTINGS, Settings, env_name
+from flightlog.schema.store import StoreError
+
+ROLES = {
+    "serve": ({"ingest", "query"}, "run ingest, query and the web UI in one process (embedded store by default)"),
+    "ingest": ({"ingest"}, "run the ingest role only (scale-out: needs --clickhouse-url)"),
+    "query": ({"query"}, "run the query API and web UI only (scale-out: needs --clickhouse-url)"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="flightlog", description="Log aggregation and correlation server.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    for name, (_, help_text) in ROLES.items():
+        sub = commands.add_parser(name, help=help_text, description=help_text)
+        add_setting_flags(sub)
+    for register in _extra_commands():
+        register(commands)
+    return parser
+
+
+def add_setting_flags(parser: argparse.ArgumentParser) -> None:
+    for setting in SETTINGS:
+        flag = "--" + setting.name.replace("_", "-")
+        parser.add_argument(
+            flag,
+            dest=setting.name,
+            type=setting.type,
+            default=None,
+            help=f"{setting.help} (default {setting.default!r}; env {env_name(setting.name)})",
+        )
+
+
+def _extra_commands() -> Iterable:
+    """Subcommands other parts contribute (send, keys …), each a `register(subparsers)`."""
+    registers = []
+    for module_name in ("flightlog.ingest.send_cli", "flightlog.web.keys_cli"):
+        try:
+            module = __import__(module_name, fromlist=["register"])
+        except ModuleNotFoundError:
+            continue
+        registers.append(module.register)
+    return registers
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handler = getattr(args, "handler", None)
+    if handler is not None:
+        return handler(args)
+    roles, _ = ROLES[args.command]
+    settings = Settings.from_values(vars(args))
+    if args.command != "serve" and not settings.clickhouse_url:
+        print(f"flightlog {args.command}: the single-role command needs --clickhouse-url "
+              "(the embedded store belongs to one process: use `flightlog serve`)", file=sys.stderr)
+        return 2
+    try:
+        _install_uvloop()
+        asyncio.run(run_server(settings, roles))
+    except StoreError as exc:
+        print(f"flightlog: cannot open the store: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"flightlog: cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _install_uvloop() -> None:
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency everywhere but Windows
+        return
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+
+
+async def run_server(settings: Settings, roles: set[str]) -> None:
+    from flightlog.web.server import create_app
+
+    app = create_app(settings, roles)
+    runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=10)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, settings.host, settings.port)
+        await site.start()
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        print(banner(settings, roles, site), flush=True)
+        await stop.wait()
+        print("flightlog: shutting down: flushing buffered lines and closing the store", flush=True)
+    finally:
+        # Stops accepting, lets running handlers finish, then runs the cleanups: the batcher
+        # flushes, the store closes.
+        await runner.cleanup()
+
+
+def banner(settings: Settings, roles: set[str], site: web.TCPSite) -> str:
+    host = settings.host if settings.host not in ("0.0.0.0", "::") else "127.0.0.1"
+    port = site._server.sockets[0].getsockname()[1] if site._server and site._server.sockets else settings.port
+    store = settings.clickhouse_url.split("@")[-1] if settings.clickhouse_url else f"embedded chDB at {settings.data_dir}"
+    lines = [f"flightlog {'+'.join(sorted(roles))} ready on {store}"]
+    if "query" in roles:
+        lines.append(f"  UI:     http://{host}:{port}/")
+    if "ingest" in roles:
+        lines.append(f"  ingest: POST http://{host}:{port}/api/v1/logs")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
