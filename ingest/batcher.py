@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import orjson
-
 from flightlog.ingest.chunk import Chunk
 from flightlog.ingest.normalize import DEFAULTABLE, select_rows_sql
 from flightlog.schema.store import Store, StoreError

@@ -7,8 +7,8 @@ from collections.abc import AsyncIterator, Mapping
 import orjson
 from aiohttp import web
 from aiohttp.web_exceptions import HTTPRequestEntityTooLarge
-
 from flightlog.ingest.batcher import Batcher
+from flightlog.ingest.chunk import Chunk
 from flightlog.ingest.limits import MAX_ERRORS_LISTED, IngestError, Limits
 from flightlog.ingest.protocols import jsonlines
 from flightlog.web.keys import BATCHER, SETTINGS, STORE, tenant_of
@@ -82,9 +82,18 @@ async def post_logs(request: web.Request) -> web.Response:
         result = jsonlines.parse(body, content_type, limits, tenant_of(request), request_defaults(request))
     except IngestError as exc:
         return web.json_response({"error": exc.message}, status=exc.status)
-    if result.accepted:
-        await request.app[BATCHER].append(result.chunk)
+    try:
+        await deliver(request.app, result.chunk)
+    except IngestError as exc:
+        return web.json_response({"error": exc.message}, status=exc.status)
     return ingest_answer(result.accepted, result.rejected, [e.as_json() for e in result.errors])
+
+
+async def deliver(app: web.Application, chunk: Chunk) -> None:
+    """Hand a parsed chunk to the batcher. Every protocol handler acknowledges only after this
+    returns; it raises IngestError (429/503) when the pipeline cannot take more."""
+    if chunk.count:
+        await app[BATCHER].append(chunk)
 
 
 def ingest_answer(accepted: int, rejected: int, errors: list[Mapping[str, object]]) -> web.Response:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any
 from urllib.parse import unquote, urlparse
 
 import orjson
-
 from flightlog.schema.store import SETTINGS_QUERY, QueryResult, StoreError, parse_json_compact
 
 
@@ -58,8 +58,7 @@ class ServerStore:
         try:
             stream = self._client.raw_stream(sql, parameters=dict(params or {}), settings=merged, fmt=fmt)
             with stream:
-                for chunk in stream:
-                    yield chunk
+                yield from stream
         except Exception as exc:
             raise StoreError(str(exc).strip().split("\n", 1)[0]) from None
 

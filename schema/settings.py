@@ -49,7 +49,7 @@ class Settings:
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def from_values(cls, values: dict[str, Any]) -> "Settings":
+    def from_values(cls, values: dict[str, Any]) -> Settings:
         """Settings from parsed flags; a flag left unset falls back to FLIGHTLOG_<NAME>."""
         known = {f.name for f in fields(cls)} - {"extra"}
         resolved: dict[str, Any] = {}

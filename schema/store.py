@@ -7,9 +7,10 @@ Two backends run the same SQL: `EmbeddedStore` (chDB, in-process, the default) a
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Protocol, Sequence
+from typing import Any, Protocol
 
 import orjson
 
@@ -114,7 +115,7 @@ def sql_literal(value: Any) -> str:
     if isinstance(value, (int, float)):
         return repr(value)
     if isinstance(value, dt.datetime):
-        return sql_literal(value.astimezone(dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f"))
+        return sql_literal(value.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S.%f"))
     if isinstance(value, (list, tuple)):
         return "[" + ",".join(sql_literal(v) for v in value) + "]"
     if isinstance(value, Mapping):
@@ -128,7 +129,7 @@ def param_text(value: Any) -> str:
     if isinstance(value, str):
         return value
     if isinstance(value, dt.datetime):
-        return value.astimezone(dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")
+        return value.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
     if isinstance(value, bool):
         return "1" if value else "0"
     if isinstance(value, (int, float)):

@@ -10,7 +10,6 @@ import math
 from collections.abc import Mapping
 
 import orjson
-
 from flightlog.ingest.chunk import Chunk, LineError, ParseResult
 from flightlog.ingest.limits import IngestError, Limits
 from flightlog.ingest.normalize import CHUNK_KEY, TIMESTAMP_KEYS
