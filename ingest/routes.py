@@ -10,7 +10,7 @@ from aiohttp.web_exceptions import HTTPRequestEntityTooLarge
 from flightlog.ingest.batcher import Batcher
 from flightlog.ingest.chunk import Chunk
 from flightlog.ingest.limits import MAX_ERRORS_LISTED, IngestError, Limits
-from flightlog.ingest.protocols import jsonlines
+from flightlog.ingest.protocols import jsonlines, text
 from flightlog.web.keys import BATCHER, SETTINGS, STORE, tenant_of
 
 LIMITS = web.AppKey("ingest_limits", Limits)
@@ -28,6 +28,9 @@ def setup_ingest(app: web.Application) -> None:
     app[LIMITS] = Limits.from_settings(app[SETTINGS])
     app.cleanup_ctx.append(batcher_context)
     app.router.add_post("/api/v1/logs", post_logs)
+    from flightlog.ingest.protocol_routes import setup_protocols  # it imports this module
+
+    setup_protocols(app)
 
 
 async def batcher_context(app: web.Application) -> AsyncIterator[None]:
@@ -79,7 +82,11 @@ async def post_logs(request: web.Request) -> web.Response:
         if not body.strip():
             raise IngestError(400, "empty body: send NDJSON (one JSON object a line) or a JSON array")
         content_type = request.content_type
-        result = jsonlines.parse(body, content_type, limits, tenant_of(request), request_defaults(request))
+        if content_type == "text/plain":
+            level = request.query.get("level") or request.headers.get("X-Flightlog-Level", "")
+            result = text.parse(body, limits, tenant_of(request), request_defaults(request), level)
+        else:
+            result = jsonlines.parse(body, content_type, limits, tenant_of(request), request_defaults(request))
     except IngestError as exc:
         return web.json_response({"error": exc.message}, status=exc.status)
     try:

@@ -31,6 +31,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("max_body_bytes", 64 * 1024 * 1024, "largest request body after decompression", int),
     Setting("max_line_bytes", 1024 * 1024, "largest single line", int),
     Setting("max_attributes", 256, "most attributes one line may carry", int),
+    Setting("syslog_tcp", 0, "port of a syslog TCP listener (RFC 5424/3164, octet counting or LF/NUL framing); 0: off", int),
+    Setting("syslog_udp", 0, "port of a syslog UDP listener; 0: off", int),
 )
 
 
@@ -46,6 +48,8 @@ class Settings:
     max_body_bytes: int = 64 * 1024 * 1024
     max_line_bytes: int = 1024 * 1024
     max_attributes: int = 256
+    syslog_tcp: int = 0
+    syslog_udp: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod

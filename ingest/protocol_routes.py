@@ -1,0 +1,138 @@
+"""HTTP handlers for the protocols other shippers speak: OTLP, Loki push, Elasticsearch bulk.
+
+Each handler is the same linear sequence: check the method, read the (decompressed, bounded)
+body, parse it with its protocol module, hand the chunk to `deliver()`, and answer in the
+protocol's own shape. The syslog listeners start from here too (flightlog.ingest.syslog_server).
+"""
+
+from __future__ import annotations
+
+import time
+
+import orjson
+from aiohttp import web
+from flightlog.ingest.limits import IngestError
+from flightlog.ingest.protocols import elastic, loki, otlp
+from flightlog.ingest.routes import LIMITS, deliver, read_body, request_defaults
+from flightlog.web.keys import tenant_of
+
+ES_PREFIX = "/es"
+
+
+def setup_protocols(app: web.Application) -> None:
+    """Register the protocol routes and the syslog listeners (when settings enable them)."""
+    from flightlog.ingest.syslog_server import syslog_context
+
+    router = app.router
+    router.add_post("/v1/logs", post_otlp_logs)
+    router.add_post("/loki/api/v1/push", post_loki_push)
+    router.add_get("/ready", loki_ready)
+    router.add_get("/loki/api/v1/ready", loki_ready)
+    for prefix in ("", ES_PREFIX):
+        for method in ("POST", "PUT"):
+            router.add_route(method, prefix + "/_bulk", post_es_bulk)
+            router.add_route(method, prefix + "/{index}/_bulk", post_es_bulk)
+        router.add_get(prefix + "/_license", get_es_license)
+    router.add_get(ES_PREFIX, get_es_root)
+    router.add_get(ES_PREFIX + "/", get_es_root)
+    app.middlewares.append(es_root_middleware)
+    app.cleanup_ctx.append(syslog_context)
+
+
+def _retry_headers(exc: IngestError) -> dict[str, str]:
+    retry_after = getattr(exc, "retry_after", None)
+    if retry_after is None and exc.status in (429, 503):
+        retry_after = 1
+    return {"Retry-After": str(int(retry_after + 0.999))} if retry_after is not None else {}
+
+
+# --- OTLP/HTTP --------------------------------------------------------------------------------
+
+
+async def post_otlp_logs(request: web.Request) -> web.Response:
+    content_type = request.content_type
+    encoding = otlp.JSON if content_type == otlp.JSON else otlp.PROTOBUF
+    try:
+        body = await read_body(request, request.app[LIMITS])
+        result = otlp.parse(body, content_type, request.app[LIMITS], tenant_of(request), request_defaults(request))
+        await deliver(request.app, result.chunk)
+    except IngestError as exc:
+        payload, answer_type = otlp.status_body(encoding, exc.status, exc.message)
+        return web.Response(body=payload, status=exc.status, content_type=answer_type, headers=_retry_headers(exc))
+    message = "; ".join(f"log record {e.line}: {e.error}" for e in result.errors[:10])
+    payload, answer_type = otlp.answer(encoding, result.rejected, message)
+    return web.Response(body=payload, content_type=answer_type)
+
+
+# --- Loki push --------------------------------------------------------------------------------
+
+
+async def post_loki_push(request: web.Request) -> web.Response:
+    try:
+        body = await read_body(request, request.app[LIMITS])
+        if not body:
+            raise IngestError(400, "empty push request")
+        result = loki.parse(
+            body, request.content_type, request.app[LIMITS], tenant_of(request), request_defaults(request)
+        )
+        await deliver(request.app, result.chunk)
+    except IngestError as exc:
+        return web.Response(text=exc.message + "\n", status=exc.status, headers=_retry_headers(exc))
+    if result.rejected:
+        # As Loki does: the good entries are in, the answer names what was refused.
+        lines = [f"entry {e.line}: {e.error}" for e in result.errors[:10]]
+        return web.Response(text=f"{result.rejected} entries rejected:\n" + "\n".join(lines) + "\n", status=400)
+    return web.Response(status=204)
+
+
+async def loki_ready(request: web.Request) -> web.Response:
+    return web.Response(text="ready\n")
+
+
+# --- Elasticsearch bulk -----------------------------------------------------------------------
+
+
+def _es_json(body: object, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(
+        body=orjson.dumps(body),
+        status=status,
+        content_type="application/json",
+        headers={**elastic.PRODUCT_HEADER, **(headers or {})},
+    )
+
+
+async def post_es_bulk(request: web.Request) -> web.Response:
+    started = time.monotonic()
+    limits = request.app[LIMITS]
+    try:
+        body = await read_body(request, limits)
+        if not body.strip():
+            raise IngestError(400, "request body is required")
+        result = elastic.parse(
+            body, limits, tenant_of(request), request_defaults(request), request.match_info.get("index", "")
+        )
+        await deliver(request.app, result.parsed.chunk)
+    except IngestError as exc:
+        return _es_json(elastic.error_body(exc.status, exc.message), exc.status, _retry_headers(exc))
+    return _es_json({"took": elastic.took_ms(started), "errors": result.errors, "items": result.items})
+
+
+async def get_es_root(request: web.Request) -> web.Response:
+    return _es_json(elastic.version_document())
+
+
+async def get_es_license(request: web.Request) -> web.Response:
+    return _es_json({"license": {"status": "active", "uid": "flightlog", "type": "basic", "mode": "basic"}})
+
+
+@web.middleware
+async def es_root_middleware(request: web.Request, handler):
+    """`GET /` and `HEAD /` from an Elasticsearch client get the version document; browsers
+    (which ask for text/html) get the web UI as before."""
+    if (
+        request.path == "/"
+        and request.method in ("GET", "HEAD")
+        and "text/html" not in request.headers.get("Accept", "")
+    ):
+        return await get_es_root(request)
+    return await handler(request)

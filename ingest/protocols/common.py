@@ -1,0 +1,111 @@
+"""What the protocol parsers share: picking first-class fields out of a flat map, levels, limits.
+
+Each parser (otlp, loki, elastic, syslog, text) builds rows with canonical keys — ts, service,
+host, level, message, build_id, deploy_id, trace_id, span_id, request_id — and `attrs`, a flat
+dict of strings. The engine does the rest (flightlog.ingest.normalize).
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+from flightlog.ingest.limits import Limits
+from flightlog.ingest.normalize import (
+    BUILD_KEYS,
+    DEPLOY_KEYS,
+    HOST_KEYS,
+    LEVEL_KEYS,
+    LEVEL_SYNONYMS,
+    MESSAGE_KEYS,
+    REQUEST_KEYS,
+    SERVICE_KEYS,
+    SPAN_KEYS,
+    TIMESTAMP_KEYS,
+    TRACE_KEYS,
+)
+
+# Column → the attribute / label / field names that fill it, most specific first.
+ID_FIELDS: dict[str, tuple[str, ...]] = {
+    "build_id": BUILD_KEYS,
+    "deploy_id": DEPLOY_KEYS,
+    "trace_id": TRACE_KEYS,
+    "span_id": SPAN_KEYS,
+    "request_id": REQUEST_KEYS,
+}
+ALL_FIELDS: dict[str, tuple[str, ...]] = {
+    "ts": TIMESTAMP_KEYS,
+    "message": MESSAGE_KEYS,
+    "level": LEVEL_KEYS,
+    "service": SERVICE_KEYS,
+    "host": HOST_KEYS,
+    **ID_FIELDS,
+}
+
+
+def text(value: Any) -> str:
+    """Any decoded value as attribute text: strings as they are, structures as JSON."""
+    if isinstance(value, str):
+        return value
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return str(value)
+    if isinstance(value, (bytes, bytearray)):
+        return base64.b64encode(value).decode()
+    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
+
+
+def take_fields(
+    row: dict[str, Any],
+    flat: dict[str, Any],
+    fields: Mapping[str, tuple[str, ...]],
+) -> None:
+    """Move the first non-empty value of each field's keys from `flat` into `row` (unless
+    `row` already has the field); the keys used are removed from `flat`."""
+    for field, keys in fields.items():
+        for key in keys:
+            if key in flat:
+                value = flat[key]
+                if value in (None, ""):
+                    continue
+                if field not in row:
+                    row[field] = value if field == "ts" and isinstance(value, (int, float)) else text(value)
+                    del flat[key]
+                break
+
+
+def flatten(obj: Mapping[str, Any], prefix: str = "", out: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Nested objects to dotted keys (`{"log": {"level": "x"}}` → `{"log.level": "x"}`)."""
+    out = {} if out is None else out
+    for key, value in obj.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            flatten(value, name + ".", out)
+        else:
+            out[name] = value
+    return out
+
+
+def level_name(value: str) -> str:
+    """A level spelling to one of the six, or the text as it is (the engine maps it to info)."""
+    return LEVEL_SYNONYMS.get(value.strip().lower(), value)
+
+
+def check_row(row: Mapping[str, Any], limits: Limits) -> str | None:
+    """Why a built row breaks the limits, or None."""
+    message = row.get("message")
+    if isinstance(message, str) and len(message) > limits.max_line_bytes:
+        return f"message is {len(message)} bytes; the limit is {limits.max_line_bytes}"
+    attrs = row.get("attrs")
+    if attrs and len(attrs) > limits.max_attributes:
+        return f"line has {len(attrs)} attributes; the limit is {limits.max_attributes}"
+    return None
+
+
+def ns_from_seconds(seconds: int, nanos: int = 0) -> int:
+    return seconds * 1_000_000_000 + nanos
