@@ -8,7 +8,6 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-
 from flightlog.schema.settings import Settings
 from flightlog.web.keys import BATCHER
 from flightlog.web.server import create_app
