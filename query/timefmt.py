@@ -20,10 +20,8 @@ _UNITS_NS = {
     "w": 7 * 86400 * NS_PER_S,
 }
 _RELATIVE = re.compile(r"^(\d+)([smhdw])$")
-_RFC3339 = re.compile(
-    r"^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?([Zz]|[+-]\d{2}:?\d{2})?$"
-)
-_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+_RFC3339 = re.compile(r"^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?([Zz]|[+-]\d{2}:?\d{2})?$")
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 
 class TimeFormatError(ValueError):
@@ -48,7 +46,7 @@ def parse_ns(text: str) -> int:
         raise TimeFormatError(f"{text!r} is not an RFC 3339 time like 2026-11-28T12:00:00Z")
     year, month, day, hour, minute, second, frac, offset = match.groups()
     try:
-        base = dt.datetime(int(year), int(month), int(day), int(hour), int(minute), int(second), tzinfo=dt.timezone.utc)
+        base = dt.datetime(int(year), int(month), int(day), int(hour), int(minute), int(second), tzinfo=dt.UTC)
     except ValueError as exc:
         raise TimeFormatError(f"{text!r} is not a valid time: {exc}") from None
     if offset and offset not in ("Z", "z"):

@@ -1,0 +1,86 @@
+"""The query JSON API under /api/v1: thin aiohttp handlers over query/ (the pages call the same)."""
+
+from __future__ import annotations
+
+import orjson
+from aiohttp import web
+from flightlog.query import search, sql_console, trails
+from flightlog.query.params import recent_limit, search_params, trail_params
+from flightlog.web.errors import ApiError
+from flightlog.web.keys import STORE, tenant_of
+from flightlog.web.server import run_in_store_thread
+
+
+def _json(body) -> web.Response:
+    return web.Response(body=orjson.dumps(body), content_type="application/json")
+
+
+def _recent_handler(kind: str):
+    async def handler(request: web.Request) -> web.Response:
+        limit = recent_limit(request.query)
+        items = await run_in_store_thread(
+            request.app, trails.recent, request.app[STORE], tenant_of(request), kind, limit
+        )
+        return _json({trails.KINDS[kind].name + "s": items})
+
+    return handler
+
+
+def _summary_handler(kind: str):
+    column = trails.KINDS[kind].column
+
+    async def handler(request: web.Request) -> web.Response:
+        body = await run_in_store_thread(
+            request.app, trails.summary, request.app[STORE], tenant_of(request), kind, request.match_info[column]
+        )
+        return _json(body)
+
+    return handler
+
+
+def _trail_handler(kind: str):
+    column = trails.KINDS[kind].column
+
+    async def handler(request: web.Request) -> web.Response:
+        params = trail_params(request.query)
+        body = await run_in_store_thread(
+            request.app,
+            lambda: trails.trail(
+                request.app[STORE], tenant_of(request), kind, request.match_info[column], **params.as_kwargs()
+            ),
+        )
+        return _json(body)
+
+    return handler
+
+
+async def search_handler(request: web.Request) -> web.Response:
+    params = search_params(request.query)
+    body = await run_in_store_thread(
+        request.app,
+        lambda: search.search(request.app[STORE], tenant_of(request), params.parsed, **params.as_kwargs()),
+    )
+    return _json(body)
+
+
+async def sql_handler(request: web.Request) -> web.Response:
+    try:
+        payload = await request.json(loads=orjson.loads)
+    except (ValueError, orjson.JSONDecodeError):
+        raise ApiError(400, 'body: send JSON like {"sql": "SELECT count() FROM logs"}') from None
+    if not isinstance(payload, dict) or not isinstance(payload.get("sql"), str):
+        raise ApiError(400, 'sql: send JSON like {"sql": "SELECT count() FROM logs"}')
+    body = await run_in_store_thread(
+        request.app, sql_console.run_console_sql, request.app[STORE], tenant_of(request), payload["sql"]
+    )
+    return _json(body)
+
+
+def setup_query_api(app: web.Application) -> None:
+    for kind in trails.KINDS.values():
+        base = f"/api/v1/{kind.name}s"
+        app.router.add_get(base, _recent_handler(kind.name))
+        app.router.add_get(f"{base}/{{{kind.column}}}", _summary_handler(kind.name))
+        app.router.add_get(f"{base}/{{{kind.column}}}/trail", _trail_handler(kind.name))
+    app.router.add_get("/api/v1/search", search_handler)
+    app.router.add_post("/api/v1/sql", sql_handler)

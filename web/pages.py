@@ -1,0 +1,186 @@
+"""Server-rendered pages over the same query functions as the JSON API.
+
+Jinja2 with autoescape on; every page extends base.html, fragments are `_name.html`. No inline
+scripts or styles (a later issue adds a CSP without 'unsafe-inline'); everything works with
+JavaScript off: filters and pagination are plain links, search is a GET form.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import jinja2
+from aiohttp import web
+from flightlog.query import search, trails
+from flightlog.query.params import search_params, trail_params
+from flightlog.query.search import FIELDS
+from flightlog.web.errors import ApiError
+from flightlog.web.keys import STORE, tenant_of
+from flightlog.web.server import run_in_store_thread
+
+HERE = Path(__file__).resolve().parent
+TEMPLATES = HERE / "templates"
+STATIC = HERE / "static"
+TRAIL_PAGE_LINES = 5000
+SEARCH_PAGE_LINES = 500
+RECENT_ON_INDEX = 50
+
+
+@functools.lru_cache(maxsize=1)
+def environment() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(TEMPLATES)),
+        autoescape=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        undefined=jinja2.StrictUndefined,
+    )
+    env.filters["clock"] = clock
+    env.filters["when"] = when
+    env.globals["search_fields"] = FIELDS
+    return env
+
+
+def clock(ts: str) -> str:
+    """`2026-11-28T12:00:00.123456789Z` → `12:00:00.123456789` (the date is in the page header)."""
+    return ts[11:-1] if len(ts) > 20 else ts
+
+
+def when(ts: str) -> str:
+    """`2026-11-28T12:00:00.123456789Z` → `2026-11-28 12:00:00`."""
+    return ts[:19].replace("T", " ") if len(ts) >= 19 else ts
+
+
+def render(request: web.Request, template: str, status: int = 200, **context: Any) -> web.Response:
+    html = environment().get_template(template).render(request_path=request.path, **context)
+    return web.Response(text=html, status=status, content_type="text/html")
+
+
+def render_error(request: web.Request, status: int, message: str) -> web.Response:
+    """The HTML error page (the error middleware calls this for browsers)."""
+    return render(request, "error.html", status=status, status_code=status, message=message)
+
+
+def _page(handler):
+    """Errors on a page are pages, whatever the Accept header says."""
+
+    @functools.wraps(handler)
+    async def wrapped(request: web.Request) -> web.Response:
+        try:
+            return await handler(request)
+        except ApiError as exc:
+            return render_error(request, exc.status, exc.message)
+
+    return wrapped
+
+
+def url_with(request: web.Request, drop: tuple[str, ...] = (), **changes: str | None) -> str:
+    """This page's URL with some query parameters changed (None removes); the cursor always resets."""
+    params = [(k, v) for k, v in request.query.items() if k not in changes and k not in drop and k != "cursor"]
+    params += [(k, v) for k, v in changes.items() if v is not None]
+    query = urlencode(params)
+    return request.path + ("?" + query if query else "")
+
+
+@_page
+async def index_page(request: web.Request) -> web.Response:
+    store, tenant = request.app[STORE], tenant_of(request)
+
+    def load():
+        return (
+            trails.recent(store, tenant, "build", RECENT_ON_INDEX),
+            trails.recent(store, tenant, "deploy", RECENT_ON_INDEX),
+        )
+
+    builds, deploys = await run_in_store_thread(request.app, load)
+    return render(request, "index.html", builds=builds, deploys=deploys, kinds=trails.KINDS, title="Builds & deploys")
+
+
+def _trail_page(kind: str):
+    k = trails.KINDS[kind]
+
+    @_page
+    async def handler(request: web.Request) -> web.Response:
+        entity_id = request.match_info["id"]
+        params = trail_params(request.query, default_limit=TRAIL_PAGE_LINES)
+        store, tenant = request.app[STORE], tenant_of(request)
+
+        def load():
+            return (
+                trails.summary(store, tenant, kind, entity_id),
+                trails.trail(store, tenant, kind, entity_id, **params.as_kwargs()),
+            )
+
+        summary, trail = await run_in_store_thread(request.app, load)
+        filters = [("service", v) for v in params.services] + [("host", v) for v in params.hosts]
+        filters += [("level", v) for v in params.levels]
+        next_url = None
+        if trail["next_cursor"]:
+            next_url = (
+                url_with(request)
+                + ("&" if "?" in url_with(request) else "?")
+                + urlencode({"cursor": trail["next_cursor"]})
+            )
+        return render(
+            request,
+            "trail.html",
+            title=f"{k.name} {entity_id}",
+            kind=k,
+            entity_id=entity_id,
+            summary=summary,
+            lines=trail["lines"],
+            filters=[(name, value, url_with(request, **{name: None})) for name, value in filters],
+            filter_url=lambda name, value: url_with(request, **{name: value}),
+            clear_url=request.path,
+            first_url=url_with(request) if params.cursor else None,
+            next_url=next_url,
+            params=params,
+        )
+
+    return handler
+
+
+@_page
+async def search_page(request: web.Request) -> web.Response:
+    q = request.query.get("q", "")
+    context: dict[str, Any] = {
+        "title": "Search",
+        "q": q,
+        "from_text": request.query.get("from", ""),
+        "to_text": request.query.get("to", ""),
+        "lines": [],
+        "next_url": None,
+        "first_url": None,
+        "error": None,
+        "searched": bool(q or request.query.get("from") or request.query.get("to")),
+        "window": None,
+    }
+    try:
+        params = search_params(request.query, default_limit=SEARCH_PAGE_LINES)
+    except ApiError as exc:
+        context["error"] = exc.message
+        context["position"] = exc.details.get("position")
+        return render(request, "search.html", status=exc.status, **context)
+    store, tenant = request.app[STORE], tenant_of(request)
+    result = await run_in_store_thread(
+        request.app, lambda: search.search(store, tenant, params.parsed, **params.as_kwargs())
+    )
+    context["lines"] = result["lines"]
+    context["window"] = (result["from"], result["to"])
+    if result["next_cursor"]:
+        base = url_with(request)
+        context["next_url"] = base + ("&" if "?" in base else "?") + urlencode({"cursor": result["next_cursor"]})
+    if params.cursor:
+        context["first_url"] = url_with(request)
+    return render(request, "search.html", **context)
+
+
+def setup_pages(app: web.Application) -> None:
+    app.router.add_get("/", index_page)
+    app.router.add_get("/builds/{id}", _trail_page("build"))
+    app.router.add_get("/deploys/{id}", _trail_page("deploy"))
+    app.router.add_get("/search", search_page)
+    app.router.add_static("/static/", STATIC, append_version=False)
