@@ -18,7 +18,8 @@ from typing import Any
 import orjson
 from flightlog.ingest.chunk import Chunk, LineError, ParseResult
 from flightlog.ingest.limits import IngestError, Limits
-from flightlog.ingest.protocols.common import ID_FIELDS, check_row, level_name, take_fields, text
+from flightlog.ingest.normalize import MESSAGE_KEYS, TIMESTAMP_KEYS
+from flightlog.ingest.protocols.common import ALL_FIELDS, ID_FIELDS, check_row, flatten, level_name, take_fields, text
 
 LABEL_FIELDS: dict[str, tuple[str, ...]] = {
     "service": ("service_name", "service", "app", "application", "job"),
@@ -27,6 +28,7 @@ LABEL_FIELDS: dict[str, tuple[str, ...]] = {
     **ID_FIELDS,
 }
 METADATA_FIELDS: dict[str, tuple[str, ...]] = {**ID_FIELDS, "level": ("level", "detected_level")}
+LINE_FIELDS = {name: keys for name, keys in ALL_FIELDS.items() if name != "ts"}
 
 
 def parse(
@@ -57,19 +59,40 @@ def parse(
 
 
 def make_row(labels: Mapping[str, str], ts: int | str | None, line: str, metadata: Mapping[str, Any]) -> dict[str, Any]:
-    row: dict[str, Any] = {"message": line}
+    row: dict[str, Any] = {}
     if ts:
         row["ts"] = ts
     meta = {k: text(v) for k, v in metadata.items()}
     take_fields(row, meta, METADATA_FIELDS)
     rest = dict(labels)
     take_fields(row, rest, LABEL_FIELDS)
+    fields = _json_line(line)
+    if fields is not None:
+        # A JSON line (as loki-logger-handler and many loggers write): its message, level and ids
+        # become columns, the rest attributes; the entry's own timestamp stays the time.
+        for key in TIMESTAMP_KEYS:
+            fields.pop(key, None)
+        take_fields(row, fields, LINE_FIELDS)
+        rest.update((k, text(v)) for k, v in fields.items() if v is not None)
+    row.setdefault("message", line)
     if "level" in row:
         row["level"] = level_name(row["level"])
     attrs = {**rest, **meta}
     if attrs:
         row["attrs"] = attrs
     return row
+
+
+def _json_line(line: str) -> dict[str, Any] | None:
+    if not (line.startswith("{") and line.endswith("}")):
+        return None
+    try:
+        obj = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(obj, dict) or not any(isinstance(obj.get(k), str) for k in MESSAGE_KEYS):
+        return None
+    return flatten(obj)
 
 
 # --- labels -----------------------------------------------------------------------------------

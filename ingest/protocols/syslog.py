@@ -57,6 +57,9 @@ _PRI = re.compile(rb"^<(\d{1,3})>")
 _RFC3164_TS = re.compile(r"^([A-Z][a-z]{2}) ([ \d]\d) (\d\d):(\d\d):(\d\d)(?:\.\d+)? ")
 _TAG = re.compile(r"^([^\s:\[]{1,128})(?:\[([^\]]*)\])?: ?")
 _BOM = "\ufeff"
+# `build_id=b-17` in the text: how a sender without structured data (RFC 3164, a bare
+# `<PRI>message`) can still tag its lines.
+_ID_TOKEN = re.compile(r'(?:^|\s)(build_id|deploy_id|trace_id|span_id|request_id)=("[^"\s]*"|[^\s"]+)')
 
 
 def parse(
@@ -107,6 +110,9 @@ def parse_message(data: bytes, now: datetime | None = None) -> dict[str, Any] | 
         row["message"] = data.decode("utf-8", "replace").strip()
     if attrs:
         take_fields(row, attrs, ID_FIELDS)
+    for match in _ID_TOKEN.finditer(row.get("message", "")):
+        row.setdefault(match.group(1), match.group(2).strip('"'))
+    if attrs:
         row["attrs"] = attrs
     return row
 
