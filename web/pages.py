@@ -10,13 +10,14 @@ from __future__ import annotations
 import functools
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 import jinja2
 from aiohttp import web
 from flightlog.query import search, trails
 from flightlog.query.params import search_params, trail_params
 from flightlog.query.search import FIELDS
+from flightlog.query.timefmt import parse_ns
 from flightlog.web.errors import ApiError
 from flightlog.web.keys import STORE, tenant_of
 from flightlog.web.server import run_in_store_thread
@@ -40,6 +41,8 @@ def environment() -> jinja2.Environment:
     )
     env.filters["clock"] = clock
     env.filters["when"] = when
+    env.filters["duration"] = duration
+    env.filters["pathpart"] = lambda value: quote(str(value), safe="")
     env.globals["search_fields"] = FIELDS
     return env
 
@@ -52,6 +55,20 @@ def clock(ts: str) -> str:
 def when(ts: str) -> str:
     """`2026-11-28T12:00:00.123456789Z` → `2026-11-28 12:00:00`."""
     return ts[:19].replace("T", " ") if len(ts) >= 19 else ts
+
+
+def duration(first_ts: str, last_ts: str) -> str:
+    """How long from one RFC 3339 time to another, in the unit a person would say."""
+    seconds = (parse_ns(last_ts) - parse_ns(first_ts)) / 1e9
+    if seconds < 1:
+        return f"{seconds * 1000:.0f} ms"
+    if seconds < 120:
+        return f"{seconds:.1f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 172800:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} days"
 
 
 def render(request: web.Request, template: str, status: int = 200, **context: Any) -> web.Response:
@@ -77,12 +94,22 @@ def _page(handler):
     return wrapped
 
 
-def url_with(request: web.Request, drop: tuple[str, ...] = (), **changes: str | None) -> str:
+def url_with(request: web.Request, **changes: str | None) -> str:
     """This page's URL with some query parameters changed (None removes); the cursor always resets."""
-    params = [(k, v) for k, v in request.query.items() if k not in changes and k not in drop and k != "cursor"]
+    params = [(k, v) for k, v in request.query.items() if k not in changes and k != "cursor"]
     params += [(k, v) for k, v in changes.items() if v is not None]
-    query = urlencode(params)
-    return request.path + ("?" + query if query else "")
+    path = request.raw_path.split("?", 1)[0]
+    return path + ("?" + urlencode(params) if params else "")
+
+
+def url_without_value(request: web.Request, name: str, value: str) -> str:
+    """This page's URL with one value of a (comma-separated, repeatable) filter taken out."""
+    values = [v for raw in request.query.getall(name, []) for v in raw.split(",") if v and v != value]
+    return url_with(request, **{name: ",".join(values) or None})
+
+
+def with_cursor(url: str, cursor: str) -> str:
+    return url + ("&" if "?" in url else "?") + urlencode({"cursor": cursor})
 
 
 @_page
@@ -117,13 +144,7 @@ def _trail_page(kind: str):
         summary, trail = await run_in_store_thread(request.app, load)
         filters = [("service", v) for v in params.services] + [("host", v) for v in params.hosts]
         filters += [("level", v) for v in params.levels]
-        next_url = None
-        if trail["next_cursor"]:
-            next_url = (
-                url_with(request)
-                + ("&" if "?" in url_with(request) else "?")
-                + urlencode({"cursor": trail["next_cursor"]})
-            )
+        next_url = with_cursor(url_with(request), trail["next_cursor"]) if trail["next_cursor"] else None
         return render(
             request,
             "trail.html",
@@ -132,12 +153,14 @@ def _trail_page(kind: str):
             entity_id=entity_id,
             summary=summary,
             lines=trail["lines"],
-            filters=[(name, value, url_with(request, **{name: None})) for name, value in filters],
+            filters=[(name, value, url_without_value(request, name, value)) for name, value in filters],
             filter_url=lambda name, value: url_with(request, **{name: value}),
-            clear_url=request.path,
+            clear_url=request.raw_path.split("?", 1)[0],
             first_url=url_with(request) if params.cursor else None,
             next_url=next_url,
             params=params,
+            api_url=f"/api/v1/{k.name}s/{quote(entity_id, safe='')}/trail"
+            + (f"?{request.query_string}" if request.query_string else ""),
         )
 
     return handler
@@ -171,8 +194,7 @@ async def search_page(request: web.Request) -> web.Response:
     context["lines"] = result["lines"]
     context["window"] = (result["from"], result["to"])
     if result["next_cursor"]:
-        base = url_with(request)
-        context["next_url"] = base + ("&" if "?" in base else "?") + urlencode({"cursor": result["next_cursor"]})
+        context["next_url"] = with_cursor(url_with(request), result["next_cursor"])
     if params.cursor:
         context["first_url"] = url_with(request)
     return render(request, "search.html", **context)
