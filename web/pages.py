@@ -145,9 +145,12 @@ def _trail_page(kind: str):
         filters = [("service", v) for v in params.services] + [("host", v) for v in params.hosts]
         filters += [("level", v) for v in params.levels]
         next_url = with_cursor(url_with(request), trail["next_cursor"]) if trail["next_cursor"] else None
+        # the trail's own id on every line is noise, and so is the other id when there is only one
+        hide_ids = {k.column} | ({k.other_column} if len(summary[k.other_key]) == 1 else set())
         return render(
             request,
             "trail.html",
+            hide_ids=hide_ids,
             title=f"{k.name} {entity_id}",
             kind=k,
             entity_id=entity_id,

@@ -11,14 +11,16 @@ from tests.query.data import NS, insert, make_fleet, make_line
 
 
 class Page(HTMLParser):
-    """Just enough of a page to test: its links, and the rows of its log-line table."""
+    """Just enough of a page to test: its links, and the rows of its log lines."""
+
+    VOID = {"br", "img", "input", "meta", "link", "hr", "col", "wbr"}
 
     def __init__(self, html: str) -> None:
         super().__init__()
         self.links: list[str] = []
-        self.rows: list[dict[str, str]] = []  # {"id", "class", "cells": [...]} of table.lines rows
-        self._in_lines = False
+        self.rows: list[dict] = []  # {"id", "class", "cells": [text of each column]}
         self._row: dict | None = None
+        self._depth = 0  # element depth inside the current row
         self._cell: list[str] | None = None
         self.feed(html)
 
@@ -26,22 +28,27 @@ class Page(HTMLParser):
         a = dict(attrs)
         if tag == "a" and "href" in a:
             self.links.append(a["href"])
-        if tag == "table" and "lines" in (a.get("class") or ""):
-            self._in_lines = True
-        if self._in_lines and tag == "tr" and a.get("id"):
-            self._row = {"id": a["id"], "class": a.get("class", ""), "cells": []}
-        if self._row is not None and tag == "td":
-            self._cell = []
+        if tag in self.VOID:
+            return
+        if self._row is not None:
+            self._depth += 1
+            if self._depth == 1:
+                self._cell = []
+        elif tag == "div" and (a.get("id") or "").startswith("L") and "row" in (a.get("class") or ""):
+            self._row = {"id": a["id"], "class": a["class"].replace("row ", ""), "cells": []}
+            self._depth = 0
 
     def handle_endtag(self, tag):
-        if tag == "td" and self._row is not None and self._cell is not None:
-            self._row["cells"].append("".join(self._cell))
-            self._cell = None
-        if tag == "tr" and self._row is not None:
+        if self._row is None or tag in self.VOID:
+            return
+        if self._depth == 0:
             self.rows.append(self._row)
             self._row = None
-        if tag == "table":
-            self._in_lines = False
+            return
+        if self._depth == 1 and self._cell is not None:
+            self._row["cells"].append("".join(self._cell))
+            self._cell = None
+        self._depth -= 1
 
     def handle_data(self, data):
         if self._cell is not None:
