@@ -179,7 +179,7 @@ def _rfc3164(text: str, row: dict[str, Any], attrs: dict[str, str], now: datetim
         month, day = MONTHS[match.group(1)], int(match.group(2))
         hour, minute, second = (int(match.group(k)) for k in (3, 4, 5))
         try:
-            stamp = datetime(now.year, month, day, hour, minute, second).astimezone(now.tzinfo)
+            stamp = datetime(now.year, month, day, hour, minute, second, tzinfo=now.tzinfo)
             if stamp - now > timedelta(days=1):  # December's line read in January
                 stamp = stamp.replace(year=now.year - 1)
             row["ts"] = stamp.isoformat()
