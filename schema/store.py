@@ -124,10 +124,14 @@ def sql_literal(value: Any) -> str:
     return f"'{text}'"
 
 
+_ESCAPED = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r", "\0": "\\0", "\b": "\\b", "\f": "\\f"})
+
+
 def param_text(value: Any) -> str:
     """The text form ClickHouse expects for a `{name:Type}` parameter value."""
     if isinstance(value, str):
-        return value
+        # ClickHouse reads a String parameter in its "escaped" text format.
+        return value.translate(_ESCAPED)
     if isinstance(value, dt.datetime):
         return value.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
     if isinstance(value, bool):

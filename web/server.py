@@ -7,11 +7,11 @@
 from __future__ import annotations
 
 import asyncio
+import warnings
 from collections.abc import AsyncIterator, Iterable
 from concurrent.futures import ThreadPoolExecutor
 
 from aiohttp import web
-
 from flightlog.schema.open import open_store
 from flightlog.schema.settings import Settings
 from flightlog.schema.store import Store, StoreError
@@ -30,7 +30,7 @@ def create_app(
     unknown = roles - ALL_ROLES
     if unknown:
         raise ValueError(f"unknown roles {sorted(unknown)}; choose from {sorted(ALL_ROLES)}")
-    app = web.Application(
+    app = FlightlogApplication(
         client_max_size=settings.max_body_bytes,
         middlewares=[error_middleware],
     )
@@ -50,6 +50,23 @@ def create_app(
         setup_query_api(app)
         setup_pages(app)
     return app
+
+
+with warnings.catch_warnings():
+    # aiohttp discourages subclassing Application; overriding the one factory below is the
+    # only way to stop it inflating bodies itself for every way the app can be run.
+    warnings.simplefilter("ignore")
+
+    class FlightlogApplication(web.Application):
+        """An Application whose server leaves request bodies compressed.
+
+        aiohttp accepts a truncated gzip body without a word, so ingest inflates bodies
+        itself (flightlog.ingest.decompress), within its limit, and can say what was wrong.
+        """
+
+        def _make_handler(self, **kwargs):
+            kwargs["auto_decompress"] = False
+            return super()._make_handler(**kwargs)
 
 
 def _store_context(given: Store | None):
