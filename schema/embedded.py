@@ -37,7 +37,14 @@ class EmbeddedStore:
                     f"this process already has an embedded store open at {sorted(_open_dirs)[0]}; "
                     "chDB allows one data directory per process"
                 )
-            self._session = session.Session(str(data_dir / "clickhouse"))
+            try:
+                self._session = session.Session(str(data_dir / "clickhouse"))
+            except Exception as exc:
+                raise StoreError(
+                    f"cannot open the embedded store in {data_dir}: another process (a running "
+                    "`flightlog serve`?) already owns this data directory, or it is not writable. "
+                    f"Stop that process or pass another --data-dir. ({_clean_message(str(exc))})"
+                ) from None
             _open_dirs.add(str(data_dir))
         self.data_dir = data_dir
         self._closed = False

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from aiohttp import web
+from flightlog.schema.store import StoreError
+
+log = logging.getLogger("flightlog.web")
 
 
 class ApiError(Exception):
@@ -27,9 +31,20 @@ async def error_middleware(request: web.Request, handler):
     try:
         return await handler(request)
     except ApiError as exc:
-        if wants_html(request):
-            from flightlog.web.pages import render_error
+        return error_response(request, exc.status, exc.message, **exc.details)
+    except web.HTTPException:
+        raise
+    except StoreError as exc:
+        log.warning("store error on %s %s: %s", request.method, request.path, exc)
+        return error_response(request, 503, f"the store could not answer: {exc}")
+    except Exception:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return error_response(request, 500, "internal error; the server log has the details")
 
-            return render_error(request, exc.status, exc.message)
-        body: dict[str, Any] = {"error": exc.message, **exc.details}
-        return web.json_response(body, status=exc.status)
+
+def error_response(request: web.Request, status: int, message: str, **details: Any) -> web.Response:
+    if wants_html(request):
+        from flightlog.web.pages import render_error
+
+        return render_error(request, status, message)
+    return web.json_response({"error": message, **details}, status=status)
