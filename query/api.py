@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import orjson
 from aiohttp import web
-from flightlog.query import search, sql_console, trails
-from flightlog.query.params import recent_limit, search_params, trail_params
+from flightlog.query import context, hosts, search, sql_console, trails
+from flightlog.query.params import list_params, recent_limit, search_params, trail_params
 from flightlog.web.errors import ApiError
-from flightlog.web.keys import STORE, tenant_of
+from flightlog.web.keys import SETTINGS, STORE, tenant_of
 from flightlog.web.server import run_in_store_thread
 
 
@@ -18,10 +18,12 @@ def _json(body) -> web.Response:
 def _recent_handler(kind: str):
     async def handler(request: web.Request) -> web.Response:
         limit = recent_limit(request.query)
-        items = await run_in_store_thread(
-            request.app, trails.recent, request.app[STORE], tenant_of(request), kind, limit
+        filters = list_params(request.query)
+        body = await run_in_store_thread(
+            request.app,
+            lambda: trails.listing(request.app[STORE], tenant_of(request), kind, limit, **filters.as_kwargs()),
         )
-        return _json({trails.KINDS[kind].name + "s": items})
+        return _json({trails.KINDS[kind].name + "s": body["items"], "next_cursor": body["next_cursor"]})
 
     return handler
 
@@ -30,8 +32,12 @@ def _summary_handler(kind: str):
     column = trails.KINDS[kind].column
 
     async def handler(request: web.Request) -> web.Response:
+        gone_after = request.app[SETTINGS].host_gone_after_s
         body = await run_in_store_thread(
-            request.app, trails.summary, request.app[STORE], tenant_of(request), kind, request.match_info[column]
+            request.app,
+            lambda: trails.summary(
+                request.app[STORE], tenant_of(request), kind, request.match_info[column], gone_after
+            ),
         )
         return _json(body)
 
@@ -52,6 +58,28 @@ def _trail_handler(kind: str):
         return _json(body)
 
     return handler
+
+
+async def context_handler(request: web.Request) -> web.Response:
+    ref = request.query.get("ref")
+    before = context.parse_count(request.query.get("before"), "before")
+    after = context.parse_count(request.query.get("after"), "after")
+    body = await run_in_store_thread(
+        request.app, context.context, request.app[STORE], tenant_of(request), ref, before, after
+    )
+    return _json(body)
+
+
+async def hosts_handler(request: web.Request) -> web.Response:
+    services, gone = hosts.parse_filters(request.query)
+    body = await run_in_store_thread(
+        request.app,
+        lambda: hosts.hosts(
+            request.app[STORE], tenant_of(request), request.app[SETTINGS].host_gone_after_s,
+            services=services, gone=gone,
+        ),
+    )
+    return _json(body)
 
 
 async def search_handler(request: web.Request) -> web.Response:
@@ -82,5 +110,7 @@ def setup_query_api(app: web.Application) -> None:
         app.router.add_get(base, _recent_handler(kind.name))
         app.router.add_get(f"{base}/{{{kind.column}}}", _summary_handler(kind.name))
         app.router.add_get(f"{base}/{{{kind.column}}}/trail", _trail_handler(kind.name))
+    app.router.add_get("/api/v1/context", context_handler)
+    app.router.add_get("/api/v1/hosts", hosts_handler)
     app.router.add_get("/api/v1/search", search_handler)
     app.router.add_post("/api/v1/sql", sql_handler)

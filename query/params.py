@@ -6,9 +6,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from flightlog.query.correlate import parse_cap, parse_expand
 from flightlog.query.lines import LEVELS, Cursor, parse_limit
 from flightlog.query.search import SEARCH_DEFAULT_LIMIT, SEARCH_MAX_LIMIT, ParsedQuery, parse_or_400, resolve_window
-from flightlog.query.trails import RECENT_DEFAULT_LIMIT, RECENT_MAX_LIMIT, TRAIL_DEFAULT_LIMIT, TRAIL_MAX_LIMIT
+from flightlog.query.timefmt import TimeFormatError, parse_time
+from flightlog.query.trails import (
+    RECENT_DEFAULT_LIMIT,
+    RECENT_MAX_LIMIT,
+    TRAIL_DEFAULT_LIMIT,
+    TRAIL_MAX_LIMIT,
+    ListCursor,
+)
 from flightlog.web.errors import ApiError
 
 
@@ -19,6 +27,8 @@ class TrailParams:
     services: tuple[str, ...]
     hosts: tuple[str, ...]
     levels: tuple[str, ...]
+    expand: int = 0
+    expand_cap: int | None = None
 
     def as_kwargs(self) -> dict[str, Any]:
         return {
@@ -27,6 +37,28 @@ class TrailParams:
             "services": self.services,
             "hosts": self.hosts,
             "levels": self.levels,
+            "expand": self.expand,
+            "expand_cap": self.expand_cap,
+        }
+
+
+@dataclass(frozen=True)
+class ListParams:
+    """Filters and position of the builds/deploys list: `from`, `to`, `service`, `status`, `cursor`."""
+
+    cursor: ListCursor | None
+    since_ns: int | None
+    until_ns: int | None
+    services: tuple[str, ...]
+    statuses: tuple[str, ...]
+
+    def as_kwargs(self) -> dict[str, Any]:
+        return {
+            "cursor": self.cursor,
+            "since_ns": self.since_ns,
+            "until_ns": self.until_ns,
+            "services": self.services,
+            "statuses": self.statuses,
         }
 
 
@@ -69,6 +101,26 @@ def trail_params(query: Mapping[str, str], default_limit: int = TRAIL_DEFAULT_LI
         services=_getall(query, "service"),
         hosts=_getall(query, "host"),
         levels=levels,
+        expand=parse_expand(query.get("expand")),
+        expand_cap=parse_cap(query.get("expand_cap")) if query.get("expand_cap") else None,
+    )
+
+
+def list_params(query: Mapping[str, str]) -> ListParams:
+    bounds: dict[str, int | None] = {}
+    for name in ("from", "to"):
+        text = query.get(name) or ""
+        try:
+            bounds[name] = parse_time(text) if text else None
+        except TimeFormatError as exc:
+            raise ApiError(400, f"{name}: {exc}") from None
+    cursor_text = query.get("cursor") or ""
+    return ListParams(
+        cursor=ListCursor.decode(cursor_text) if cursor_text else None,
+        since_ns=bounds["from"],
+        until_ns=bounds["to"],
+        services=_getall(query, "service"),
+        statuses=_getall(query, "status"),
     )
 
 

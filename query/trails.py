@@ -1,17 +1,26 @@
-"""Builds and deploys: the summary of one, its trail (every line in time order), recent ones.
+"""Builds and deploys: the summary of one, its trail (every line in time order), the list of them.
 
-A build and a deploy are the same shape of question over a different column, so each function
-takes a `kind` ("build" or "deploy"); the column names come from `KINDS`, never from the user.
+A build and a deploy are the same shape of question over a different id, so each function takes a
+`kind` ("build" or "deploy"); column and kind names come from `KINDS`, never from the user.
+
+Everything here reads the correlation tables of migrations 0020/0021, never scans `logs`:
+  trail_lines  (tenant, kind, id, ts, seq) → a trail is one primary-key range read in order;
+  id_hosts     per (id, service, host) span, counts by level, linked ids, last line's status;
+  id_summary   the same per id, for the list;
+  host_summary when each host last sent anything (the `gone` mark).
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 from flightlog.query.lines import LEVELS, LINE_COLUMNS, Cursor, cursor_condition, page
-from flightlog.query.timefmt import format_ns
+from flightlog.query.timefmt import format_ns, now_ns
 from flightlog.schema.store import Store
 from flightlog.web.errors import ApiError
 
@@ -20,6 +29,12 @@ TRAIL_MAX_LIMIT = 10_000
 RECENT_DEFAULT_LIMIT = 50
 RECENT_MAX_LIMIT = 1000
 RECENT_HOSTS_SHOWN = 100
+HOST_GONE_AFTER_S = 600
+STATUSES = ("ok", "failed")
+
+# status of a build/deploy: the `status` attribute of its last line when it has one, else failed
+# when any line is error or fatal, else ok. `lv` and `st` are the rolled-up levels and status.
+STATUS_SQL = "if(st != '', st, if(lv['error'] + lv['fatal'] > 0, 'failed', 'ok'))"
 
 
 @dataclass(frozen=True)
@@ -47,48 +62,93 @@ def _level_order(level: str) -> tuple[int, str]:
     return (LEVELS.index(level) if level in LEVELS else len(LEVELS), level)
 
 
-def summary(store: Store, tenant: str, kind: str, entity_id: str) -> dict[str, Any]:
-    """Time span, counts by level, services, (host, service) pairs and linked ids of one build/deploy.
+def _not_found(k: Kind, entity_id: str) -> ApiError:
+    return ApiError(404, f"no {k.name} {entity_id!r}: no line carries {k.column}={entity_id}")
+
+
+def status_of(last_status: str, levels: dict[str, int]) -> str:
+    if last_status:
+        return last_status
+    return "failed" if levels.get("error", 0) + levels.get("fatal", 0) else "ok"
+
+
+def last_seen(store: Store, tenant: str, hosts: Sequence[str]) -> dict[str, int]:
+    """When each host last sent a line (any line, not only this build's), in ns."""
+    if not hosts:
+        return {}
+    result = store.query(
+        "SELECT host, toUnixTimestamp64Nano(max(last_ts)) FROM host_summary "
+        "WHERE tenant = {tenant:String} AND host IN {hosts:Array(String)} GROUP BY host",
+        {"tenant": tenant, "hosts": list(hosts)},
+    )
+    return {host: int(ns) for host, ns in result.rows}
+
+
+def summary(
+    store: Store,
+    tenant: str,
+    kind: str,
+    entity_id: str,
+    gone_after_s: int = HOST_GONE_AFTER_S,
+    now: int | None = None,
+) -> dict[str, Any]:
+    """Time span, status, counts by level, services, (host, service) pairs and linked ids of one id.
 
     Raises ApiError(404) when the tenant has no line carrying that id.
     """
     k = kind_of(kind)
+    params = {"tenant": tenant, "kind": k.name, "id": entity_id}
+    where = "tenant = {tenant:String} AND kind = {kind:String} AND id = {id:String}"
     result = store.query(
-        f"SELECT host, service, level, count() AS n, "
-        f"toUnixTimestamp64Nano(min(ts)), toUnixTimestamp64Nano(max(ts)), "
-        f"groupUniqArrayIf({k.other_column}, {k.other_column} != '') "
-        f"FROM logs WHERE tenant = {{tenant:String}} AND {k.column} = {{id:String}} "
-        f"GROUP BY host, service, level",
-        {"tenant": tenant, "id": entity_id},
+        f"SELECT host, service, toUnixTimestamp64Nano(min(first_ts)), toUnixTimestamp64Nano(max(last_ts)), "
+        f"sum(lines), sumMap(levels), groupUniqArrayArray(others), "
+        f"(SELECT argMaxMerge(last_status) FROM id_hosts WHERE {where}) "
+        f"FROM id_hosts WHERE {where} GROUP BY host, service",
+        params,
     )
     if not result.rows:
-        raise ApiError(404, f"no {k.name} {entity_id!r}: no line carries {k.column}={entity_id}")
+        raise _not_found(k, entity_id)
     levels: dict[str, int] = {}
     services: set[str] = set()
     others: set[str] = set()
-    pairs: dict[tuple[str, str], list[int]] = {}
-    for host, service, level, n, first, last, linked in result.rows:
-        levels[level] = levels.get(level, 0) + n
+    pairs = []
+    last_status = result.rows[0][7]
+    for host, service, first, last, n, host_levels, linked, _ in result.rows:
+        for level, count in host_levels.items():
+            levels[level] = levels.get(level, 0) + int(count)
         services.add(service)
         others.update(linked)
-        pair = pairs.setdefault((host, service), [first, last, 0])
-        pair[0] = min(pair[0], first)
-        pair[1] = max(pair[1], last)
-        pair[2] += n
-    first_ns = min(p[0] for p in pairs.values())
-    last_ns = max(p[1] for p in pairs.values())
+        errors = int(host_levels.get("error", 0)) + int(host_levels.get("fatal", 0))
+        pairs.append((int(first), host, service, int(last), int(n), errors))
+    seen = last_seen(store, tenant, sorted({p[1] for p in pairs}))
+    now = now_ns() if now is None else now
+    gone_before = now - gone_after_s * 1_000_000_000
+    pairs.sort()
     hosts = [
-        {"host": host, "service": service, "first_ts": format_ns(f), "last_ts": format_ns(la), "lines": n}
-        for (host, service), (f, la, n) in sorted(pairs.items(), key=lambda item: (item[1][0], item[0]))
+        {
+            "host": host,
+            "service": service,
+            "first_ts": format_ns(first),
+            "last_ts": format_ns(last),
+            "lines": n,
+            "errors": errors,
+            "last_seen": format_ns(seen.get(host, last)),
+            "gone": seen.get(host, last) < gone_before,
+        }
+        for first, host, service, last, n, errors in pairs
     ]
+    levels = {lv: levels[lv] for lv in sorted(levels, key=_level_order) if levels[lv]}
     return {
         k.column: entity_id,
-        "first_ts": format_ns(first_ns),
-        "last_ts": format_ns(last_ns),
+        "status": status_of(last_status, levels),
+        "first_ts": format_ns(min(p[0] for p in pairs)),
+        "last_ts": format_ns(max(p[3] for p in pairs)),
         "lines": sum(levels.values()),
-        "levels": {lv: levels[lv] for lv in sorted(levels, key=_level_order)},
+        "levels": levels,
         "services": sorted(services),
         "hosts": hosts,
+        "host_count": len({h["host"] for h in hosts}),
+        "gone_hosts": len({h["host"] for h in hosts if h["gone"]}),
         k.other_key: sorted(others),
     }
 
@@ -104,25 +164,33 @@ def trail(
     services: Sequence[str] = (),
     hosts: Sequence[str] = (),
     levels: Sequence[str] = (),
+    expand: int = 0,
+    expand_cap: int | None = None,
 ) -> dict[str, Any]:
     """Every line carrying the id, in (ts, seq) order, `limit` at a time after `cursor`.
 
-    `services`, `hosts`, `levels` narrow the trail (each: any of the given values).
-    Raises ApiError(404) when the id is unknown to the tenant.
+    `services`, `hosts`, `levels` narrow the trail (each: any of the given values). `expand` (1 or
+    2) adds the lines that carry no such id but share a trace_id or request_id with its lines
+    (flightlog.query.correlate). Raises ApiError(404) when the id is unknown to the tenant.
     """
     k = kind_of(kind)
-    params: dict[str, Any] = {"tenant": tenant, "id": entity_id, "limit": limit + 1}
-    where = f"tenant = {{tenant:String}} AND {k.column} = {{id:String}}"
-    where += _in_filter("service", services, params)
-    where += _in_filter("host", hosts, params)
-    where += _in_filter("level", levels, params)
+    if expand:
+        from flightlog.query import correlate
+
+        return correlate.expanded_trail(
+            store, tenant, k, entity_id, limit=limit, cursor=cursor, services=services, hosts=hosts,
+            levels=levels, hops=expand, cap=expand_cap or correlate.EXPAND_DEFAULT_CAP,
+        )
+    params: dict[str, Any] = {"tenant": tenant, "kind": k.name, "id": entity_id, "limit": limit + 1}
+    where = "tenant = {tenant:String} AND kind = {kind:String} AND id = {id:String}"
+    where += line_filters(params, services, hosts, levels)
     where += cursor_condition(cursor, params)
     result = store.query(
-        f"SELECT {LINE_COLUMNS} FROM logs WHERE {where} ORDER BY ts, seq LIMIT {{limit:UInt32}}",
+        f"SELECT {LINE_COLUMNS} FROM trail_lines WHERE {where} ORDER BY ts, seq LIMIT {{limit:UInt32}}",
         params,
     )
     if not result.rows and cursor is None and not exists(store, tenant, kind, entity_id):
-        raise ApiError(404, f"no {k.name} {entity_id!r}: no line carries {k.column}={entity_id}")
+        raise _not_found(k, entity_id)
     lines, next_cursor = page(result.rows, limit)
     return {k.column: entity_id, "lines": lines, "next_cursor": next_cursor}
 
@@ -130,40 +198,132 @@ def trail(
 def exists(store: Store, tenant: str, kind: str, entity_id: str) -> bool:
     k = kind_of(kind)
     result = store.query(
-        f"SELECT 1 FROM logs WHERE tenant = {{tenant:String}} AND {k.column} = {{id:String}} LIMIT 1",
-        {"tenant": tenant, "id": entity_id},
+        "SELECT 1 FROM trail_lines WHERE tenant = {tenant:String} AND kind = {kind:String} "
+        "AND id = {id:String} LIMIT 1",
+        {"tenant": tenant, "kind": k.name, "id": entity_id},
     )
     return bool(result.rows)
 
 
-def recent(store: Store, tenant: str, kind: str, limit: int = RECENT_DEFAULT_LIMIT) -> list[dict[str, Any]]:
-    """The most recently active builds (or deploys), newest last line first."""
-    k = kind_of(kind)
-    result = store.query(
-        f"SELECT {k.column} AS id, toUnixTimestamp64Nano(min(ts)) AS first_ns, "
-        f"toUnixTimestamp64Nano(max(ts)) AS last_ns, groupUniqArray(service), "
-        f"groupUniqArray({RECENT_HOSTS_SHOWN})(host), uniqExact(host), count(), "
-        f"countIf(level IN ('error', 'fatal')), "
-        f"groupUniqArrayIf(20)({k.other_column}, {k.other_column} != '') "
-        f"FROM logs WHERE tenant = {{tenant:String}} AND {k.column} != '' "
-        f"GROUP BY id ORDER BY last_ns DESC, id LIMIT {{limit:UInt32}}",
-        {"tenant": tenant, "limit": limit},
+def line_filters(
+    params: dict[str, Any], services: Sequence[str] = (), hosts: Sequence[str] = (), levels: Sequence[str] = ()
+) -> str:
+    return _in_filter("service", services, params) + _in_filter("host", hosts, params) + _in_filter(
+        "level", levels, params
     )
-    return [
-        {
-            "id": entity_id,
-            k.column: entity_id,
-            "first_ts": format_ns(first_ns),
-            "last_ts": format_ns(last_ns),
-            "services": sorted(services),
-            "hosts": sorted(hosts),
-            "host_count": host_count,
-            "lines": lines,
-            "errors": errors,
-            k.other_key: sorted(others),
-        }
-        for entity_id, first_ns, last_ns, services, hosts, host_count, lines, errors, others in result.rows
-    ]
+
+
+@dataclass(frozen=True)
+class ListCursor:
+    """Where a page of the list ended: (last_ns, id) of its last item; opaque to clients."""
+
+    last_ns: int
+    id: str
+
+    def encode(self) -> str:
+        return base64.urlsafe_b64encode(orjson.dumps([self.last_ns, self.id])).decode().rstrip("=")
+
+    @classmethod
+    def decode(cls, text: str) -> ListCursor:
+        try:
+            last_ns, entity_id = orjson.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
+            if not isinstance(last_ns, int) or not isinstance(entity_id, str):
+                raise ValueError
+            return cls(last_ns, entity_id)
+        except (ValueError, TypeError, binascii.Error, orjson.JSONDecodeError):
+            raise ApiError(
+                400, "cursor: not a cursor this server handed out; pass next_cursor back unchanged"
+            ) from None
+
+
+def recent(
+    store: Store,
+    tenant: str,
+    kind: str,
+    limit: int = RECENT_DEFAULT_LIMIT,
+    *,
+    cursor: ListCursor | None = None,
+    since_ns: int | None = None,
+    until_ns: int | None = None,
+    services: Sequence[str] = (),
+    statuses: Sequence[str] = (),
+) -> list[dict[str, Any]]:
+    """Builds (or deploys) newest last line first; see `listing` for the paged form."""
+    return listing(
+        store, tenant, kind, limit, cursor=cursor, since_ns=since_ns, until_ns=until_ns,
+        services=services, statuses=statuses,
+    )["items"]
+
+
+def listing(
+    store: Store,
+    tenant: str,
+    kind: str,
+    limit: int = RECENT_DEFAULT_LIMIT,
+    *,
+    cursor: ListCursor | None = None,
+    since_ns: int | None = None,
+    until_ns: int | None = None,
+    services: Sequence[str] = (),
+    statuses: Sequence[str] = (),
+) -> dict[str, Any]:
+    """A page of builds (or deploys) active in [since, until], newest last line first.
+
+    `services`: any of them took part; `statuses`: its status is one of them.
+    """
+    k = kind_of(kind)
+    params: dict[str, Any] = {"tenant": tenant, "kind": k.name, "limit": limit + 1}
+    having = []
+    if since_ns is not None:
+        params["since"] = since_ns
+        having.append("last_ns >= {since:Int64}")
+    if until_ns is not None:
+        params["until"] = until_ns
+        having.append("first_ns <= {until:Int64}")
+    if services:
+        params["services"] = list(services)
+        having.append("hasAny(svcs, {services:Array(String)})")
+    if statuses:
+        params["statuses"] = list(statuses)
+        having.append("status IN {statuses:Array(String)}")
+    if cursor is not None:
+        params["c_last"] = cursor.last_ns
+        params["c_id"] = cursor.id
+        having.append("(last_ns < {c_last:Int64} OR (last_ns = {c_last:Int64} AND id > {c_id:String}))")
+    result = store.query(
+        f"SELECT id, toUnixTimestamp64Nano(min(first_ts)) AS first_ns, toUnixTimestamp64Nano(max(last_ts)) AS last_ns, "
+        f"groupUniqArrayArray(services) AS svcs, groupUniqArrayArray(hosts) AS all_hosts, sum(lines), "
+        f"sumMap(levels) AS lv, groupUniqArrayArray(others), argMaxMerge(last_status) AS st, {STATUS_SQL} AS status "
+        f"FROM id_summary WHERE tenant = {{tenant:String}} AND kind = {{kind:String}} GROUP BY id "
+        + (f"HAVING {' AND '.join(having)} " if having else "")
+        + "ORDER BY last_ns DESC, id LIMIT {limit:UInt32}",
+        params,
+    )
+    items = []
+    for entity_id, first_ns, last_ns, svcs, all_hosts, lines, levels, others, _st, status in result.rows[:limit]:
+        levels = {lv: int(levels[lv]) for lv in sorted(levels, key=_level_order) if int(levels[lv])}
+        hosts = sorted(all_hosts)
+        items.append(
+            {
+                "id": entity_id,
+                k.column: entity_id,
+                "status": status,
+                "first_ts": format_ns(first_ns),
+                "last_ts": format_ns(last_ns),
+                "services": sorted(svcs),
+                "hosts": hosts[:RECENT_HOSTS_SHOWN],
+                "host_count": len(hosts),
+                "lines": int(lines),
+                "levels": levels,
+                "errors": levels.get("error", 0) + levels.get("fatal", 0),
+                k.other_key: sorted(others),
+            }
+        )
+    next_cursor = None
+    if len(result.rows) > limit and items:
+        last = result.rows[limit - 1]
+        next_cursor = ListCursor(int(last[2]), last[0]).encode()
+    return {"items": items, "next_cursor": next_cursor}
 
 
 def _in_filter(column: str, values: Sequence[str], params: dict[str, Any]) -> str:

@@ -33,6 +33,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("max_attributes", 256, "most attributes one line may carry", int),
     Setting("syslog_tcp", 0, "port of a syslog TCP listener (RFC 5424/3164, octet counting or LF/NUL framing); 0: off", int),
     Setting("syslog_udp", 0, "port of a syslog UDP listener; 0: off", int),
+    Setting("host_gone_after_s", 600, "seconds of silence after which a host is shown as gone", int),
 )
 
 
@@ -50,6 +51,7 @@ class Settings:
     max_attributes: int = 256
     syslog_tcp: int = 0
     syslog_udp: int = 0
+    host_gone_after_s: int = 600
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
