@@ -19,7 +19,7 @@ async def _search(client, **params):
 
 async def test_search_filters_are_anded_and_results_are_newest_first(client, store):
     fleet = make_fleet(store)
-    body = await _search(client, q="service:api level:error", limit="10000")
+    body = await _search(client, q="service:api level:error", limit="10000", **{"from": "1d"})
     want = sorted(
         (r for r in fleet.lines if r["service"] == "api" and r["level"] == "error"),
         key=lambda r: (r["ts_ns"], r["seq"]),
@@ -39,7 +39,7 @@ async def test_search_by_each_id_field(client, store):
         ("request_id", "r004-7"),
         ("host", "api-01"),
     ):
-        body = await _search(client, q=f"{field}:{value}", limit="10000")
+        body = await _search(client, q=f"{field}:{value}", limit="10000", **{"from": "1d"})
         assert len(body["lines"]) == sum(1 for r in fleet.lines if r[field] == value), field
         assert body["lines"] and all(line[field] == value for line in body["lines"]), field
 
@@ -79,7 +79,7 @@ async def test_regex_characters_in_a_phrase_are_literal(client, store):
     assert _messages(await _search(client, q='"$5 (approx.) [x]"')) == ["cost is $5 (approx.) [x]"]
 
 
-async def test_search_defaults_to_the_last_day_and_honours_from_and_to(client, store):
+async def test_search_defaults_to_the_last_hour_and_honours_from_and_to(client, store):
     now = time.time_ns()
     insert(
         store,
@@ -89,7 +89,8 @@ async def test_search_defaults_to_the_last_day_and_honours_from_and_to(client, s
             make_line(now - 60 * NS, message="a minute ago"),
         ],
     )
-    assert _messages(await _search(client)) == ["a minute ago", "three hours ago"]
+    assert _messages(await _search(client)) == ["a minute ago"]
+    assert _messages(await _search(client, **{"from": "1d"})) == ["a minute ago", "three hours ago"]
     assert _messages(await _search(client, **{"from": "7d"})) == ["a minute ago", "three hours ago", "two days ago"]
     assert _messages(await _search(client, **{"from": "7d", "to": "1h"})) == ["three hours ago", "two days ago"]
     window_from = rfc3339(now - 4 * 3600 * NS)
@@ -108,7 +109,7 @@ async def test_search_pagination_covers_every_match_once_newest_first(client, st
     fleet = make_fleet(store, builds=10)
     seen, cursor = [], None
     while True:
-        params = {"q": "level:info", "limit": "13", **({"cursor": cursor} if cursor else {})}
+        params = {"q": "level:info", "limit": "13", "from": "1d", **({"cursor": cursor} if cursor else {})}
         body = await _search(client, **params)
         seen += [line["ref"] for line in body["lines"]]
         cursor = body["next_cursor"]
@@ -151,3 +152,33 @@ async def test_quotes_and_sql_in_values_are_only_ever_data(client, store):
     assert _messages(await _search(client, q='service:"it\'s"')) == ["x' OR 1=1 --"]
     assert _messages(await _search(client, q='"x\' OR 1=1 --"')) == ["x' OR 1=1 --"]
     assert _messages(await _search(client, q="service:x'")) == []
+
+
+async def test_or_negation_prefixes_levels_and_attrs_select_the_right_lines(client, store):
+    insert(
+        store,
+        [
+            make_line(service="api", level="error", message="a", attrs={"region": "eu-west", "code": "500"}),
+            make_line(service="api", level="warn", message="b", attrs={"region": "us-east"}),
+            make_line(service="apigw", level="info", message="c timeout"),
+            make_line(service="worker", level="fatal", message="d Timeouts"),
+            make_line(service="worker", level="debug", message="e", trace_id="t1"),
+        ],
+    )
+
+    async def found(q):
+        return sorted(_messages(await _search(client, q=q)))
+
+    assert await found("service:api OR service:worker") == ["a", "b", "d Timeouts", "e"]
+    assert await found("-service:api") == ["c timeout", "d Timeouts", "e"]
+    assert await found("service:api*") == ["a", "b", "c timeout"]
+    assert await found("level:>=warn") == ["a", "b", "d Timeouts"]
+    assert await found("level:<info") == ["e"]
+    assert await found("attrs.region:eu*") == ["a"]
+    assert await found("attrs.code:500") == ["a"]
+    assert await found("attrs.region:*") == ["a", "b"]
+    assert await found("-attrs.region:*") == ["c timeout", "d Timeouts", "e"]
+    assert await found("trace_id:*") == ["e"]
+    assert await found("timeout*") == ["c timeout", "d Timeouts"]
+    assert await found("(service:api level:warn) OR (service:worker -level:fatal)") == ["b", "e"]
+    assert await found("NOT (level:error OR level:warn) service:api*") == ["c timeout"]
