@@ -51,10 +51,10 @@ def parse_cap(value: str | None) -> int:
 
 def _ids_of(store: Store, source_where: str, params: dict[str, Any], exclude: list[tuple[str, str]], room: int):
     """The (kind, id) pairs the selected lines carry, earliest first, at most room + 1 of them."""
-    params = dict(params, room=room + 1, exclude=exclude)
+    params = dict(params, room=room + 1, exclude=[f"{k}={v}" for k, v in exclude])
     result = store.query(
         f"SELECT p.1 AS k, p.2 AS v FROM (SELECT {_PAIRS} AS p, ts, seq FROM trail_lines WHERE {source_where}) "
-        "WHERE v != '' AND (k, v) NOT IN {exclude:Array(Tuple(String, String))} "
+        "WHERE v != '' AND concat(k, '=', v) NOT IN {exclude:Array(String)} "
         "GROUP BY k, v ORDER BY min((ts, seq)), k, v LIMIT {room:UInt32}",
         params,
     )
