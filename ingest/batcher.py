@@ -1,17 +1,20 @@
-"""One batcher for every protocol: chunks go into a batch file, the engine inserts the file.
+"""One batcher for every protocol: chunks go into a WAL segment, the engine inserts the segment.
 
-A batch file is a run of chunks, each a header line (tenant, arrival time, defaults) followed
-by its wire lines, every line tagged with the chunk's number (normalize.CHUNK_KEY). The file
-is sealed when it holds `batch_max_lines` lines or its first line is `batch_max_age_ms` old,
-inserted by the engine straight from disk, and deleted once the insert succeeded. A file
-still on disk at start is inserted again with the same deduplication token, so it lands once.
+A segment (flightlog.ingest.wal) is a run of chunks, each a header line (tenant, arrival
+time, defaults) followed by its wire lines, every line tagged with the chunk's number
+(normalize.CHUNK_KEY). `append` returns once the chunk is durable (group commit), so a 2xx
+after it is a promise. The segment is sealed when it holds `batch_max_lines` lines or its
+first line is `batch_max_age_ms` old, inserted by the engine straight from disk under the
+segment's id as deduplication token, and deleted once the insert succeeded (the checkpoint).
+A segment still on disk at start is inserted again with the same token, so it lands once.
+When the store fails, segments wait on disk and the insert is retried with backoff; when
+the WAL holds `wal_max_bytes`, `append` raises WalFull and the client hears 429.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -20,7 +23,10 @@ from pathlib import Path
 import orjson
 from flightlog.ingest.chunk import Chunk
 from flightlog.ingest.normalize import DEFAULTABLE, select_rows_sql
+from flightlog.ingest.wal import Segment, Wal, WalFull, segment_number
 from flightlog.schema.store import Store, StoreError
+
+__all__ = ["Batch", "Batcher", "WalFull", "insert_template"]
 
 log = logging.getLogger("flightlog.ingest")
 
@@ -28,6 +34,17 @@ HEADER_PREFIX = b'{"\\u0001h":'
 _HEADER_SQL = "{\"\\\\u0001h\":"
 # Rows in one batch share the batch's sequence base; the low bits count rows within it.
 SEQ_ROW_BITS = 20
+# Settings every batch insert runs with. The token makes a replayed batch a no-op, in the
+# logs table and in every materialized view fed from it; one insert thread keeps the blocks
+# of a batch (and so the per-block ids derived from the token) the same on every replay.
+INSERT_SETTINGS = {
+    "insert_deduplicate": 1,
+    "deduplicate_blocks_in_dependent_materialized_views": 1,
+    "max_insert_threads": 1,
+}
+RETRY_FIRST_DELAY = 0.1
+RETRY_MAX_DELAY = 10.0
+STOP_TIMEOUT = 60.0
 
 
 def insert_template() -> str:
@@ -35,10 +52,11 @@ def insert_template() -> str:
     return "INSERT INTO logs {settings} " + select_rows_sql(source)
 
 
-@dataclass
+@dataclass(eq=False)
 class Batch:
     number: int
     path: Path
+    segment: Segment | None = None
     started: float = field(default_factory=time.monotonic)
     lines: int = 0
     tenants: list[str] = field(default_factory=list)
@@ -72,12 +90,12 @@ class Batch:
 
     @property
     def token(self) -> str:
-        return f"flightlog-batch-{self.number}"
+        return f"flightlog-{self.path.name.rsplit('.', 1)[0]}"
 
     @classmethod
     def from_file(cls, path: Path) -> Batch:
         """Rebuild a sealed batch's parameters from the headers in its file."""
-        batch = cls(number=int(path.stem), path=path)
+        batch = cls(number=segment_number(path), path=path)
         with path.open("rb") as f:
             for line in f:
                 if line.startswith(HEADER_PREFIX):
@@ -86,39 +104,57 @@ class Batch:
                     batch.observed.append(header["observed"])
                     for name in DEFAULTABLE:
                         batch.defaults[name].append(header["defaults"].get(name, ""))
-                else:
+                elif line.strip():
                     batch.lines += 1
         return batch
 
 
 class Batcher:
-    """Collects chunks into batch files and inserts them; `stop()` flushes what is left."""
+    """Collects chunks into WAL segments and inserts them; `stop()` flushes what is left."""
 
-    def __init__(self, store: Store, spool_dir: Path, max_lines: int = 100_000, max_age_ms: int = 250) -> None:
+    def __init__(
+        self,
+        store: Store,
+        spool_dir: Path,
+        max_lines: int = 100_000,
+        max_age_ms: int = 250,
+        fsync: str = "always",
+        max_bytes: int = 1 << 30,
+        inserts_in_flight: int = 2,
+        metrics=None,
+    ) -> None:
         if max_lines >= 1 << SEQ_ROW_BITS:
             raise ValueError(f"batch_max_lines must be below {1 << SEQ_ROW_BITS}")
         self.store = store
         self.spool_dir = Path(spool_dir)
-        self.spool_dir.mkdir(parents=True, exist_ok=True)
+        self.wal = Wal(self.spool_dir, fsync=fsync, max_bytes=max_bytes)
         self.max_lines = max_lines
         self.max_age = max_age_ms / 1000
+        self.inserts_in_flight = inserts_in_flight
+        self.metrics = metrics
         self._template = insert_template()
         self._current: Batch | None = None
-        self._file = None
-        self._last_number = 0
         self._sealed: asyncio.Queue[Batch] = asyncio.Queue()
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
-        self._inserts = ThreadPoolExecutor(max_workers=2, thread_name_prefix="insert")
+        self._inserts = ThreadPoolExecutor(max_workers=inserts_in_flight, thread_name_prefix="insert")
         self._pending = 0
         self._drained = asyncio.Event()
         self._drained.set()
+        self.store_failing = False
+        self._stopping = False
+        self._in_flight: set[asyncio.Future] = set()
         self.stats = {"lines_inserted": 0, "batches_inserted": 0, "insert_errors": 0}
 
     async def start(self) -> None:
-        for path in sorted(self.spool_dir.glob("*.ndjson")):
+        replayed = self.wal.recover()
+        self.wal.start()
+        for path in replayed:
             batch = Batch.from_file(path)
-            self._last_number = max(self._last_number, batch.number)
+            segment = Segment(number=batch.number, path=path, size=path.stat().st_size, new=False)
+            segment.closed.set()
+            batch.segment = segment
+            log.info("replaying %s (%d lines) from the WAL", path.name, batch.lines)
             self._enqueue(batch)
         self._tasks = [
             asyncio.create_task(self._sealer(), name="batch-sealer"),
@@ -126,14 +162,20 @@ class Batcher:
         ]
 
     async def append(self, chunk: Chunk) -> None:
+        """Write the chunk to the WAL and return once it is durable. Raises WalFull."""
         if chunk.count == 0:
             return
         batch = self._current or self._open_batch()
-        self._file.write(batch.add_chunk(chunk))
+        data = batch.add_chunk(chunk)
+        if not self.wal.has_room(len(data)):
+            self._undo_chunk(batch, chunk)
+            raise WalFull(f"the write-ahead log holds {self.wal.bytes} bytes, its limit")
+        self.wal.write(batch.segment, data)
         if batch.lines >= self.max_lines:
             self._seal()
         else:
             self._wake.set()
+        await self.wal.durable()
 
     async def flush(self) -> None:
         """Seal the current batch and wait until every sealed batch is in the store."""
@@ -141,31 +183,63 @@ class Batcher:
             self._seal()
         await self._drained.wait()
 
-    async def stop(self) -> None:
-        await self.flush()
-        for task in self._tasks:
+    async def stop(self, timeout: float = STOP_TIMEOUT) -> None:
+        """Flush, then stop. If the store fails (or takes longer than `timeout`), what is not
+        in yet stays in the WAL and is replayed at the next start."""
+        self._stopping = True
+        try:
+            await asyncio.wait_for(self.flush(), timeout)
+        except TimeoutError:
+            log.warning("stopping with %d batches still in the WAL; they are replayed at the next start",
+                        self._pending)
+        for task in [*self._tasks, *self._in_flight]:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*self._tasks, *self._in_flight, return_exceptions=True)
+        await self.wal.stop()
         self._inserts.shutdown(wait=True)
 
+    @property
+    def pending_batches(self) -> int:
+        return self._pending
+
     def _open_batch(self) -> Batch:
-        number = max(int(time.time() * 1000), self._last_number + 1)
-        self._last_number = number
-        path = self.spool_dir / f"{number:016d}.ndjson"
-        self._current = Batch(number=number, path=path)
-        self._file = path.open("ab")
+        segment = self.wal.open_segment()
+        self._current = Batch(number=segment.number, path=segment.path, segment=segment)
         return self._current
+
+    @staticmethod
+    def _undo_chunk(batch: Batch, chunk: Chunk) -> None:
+        batch.tenants.pop()
+        batch.observed.pop()
+        for name in DEFAULTABLE:
+            batch.defaults[name].pop()
+        batch.lines -= chunk.count
 
     def _seal(self) -> None:
         batch, self._current = self._current, None
-        self._file.close()
-        self._file = None
+        if batch.lines == 0:  # opened, then every chunk was refused: nothing to insert
+            self.wal.seal(batch.segment)
+            self._pending += 1
+            self._drained.clear()
+            asyncio.ensure_future(self._discard_empty(batch))
+            return
+        self.wal.seal(batch.segment)
         self._enqueue(batch)
+
+    async def _discard_empty(self, batch: Batch) -> None:
+        await batch.segment.closed.wait()
+        self.wal.checkpoint(batch.segment)
+        self._done()
 
     def _enqueue(self, batch: Batch) -> None:
         self._pending += 1
         self._drained.clear()
         self._sealed.put_nowait(batch)
+
+    def _done(self) -> None:
+        self._pending -= 1
+        if self._pending == 0:
+            self._drained.set()
 
     async def _sealer(self) -> None:
         while True:
@@ -182,32 +256,44 @@ class Batcher:
 
     async def _inserter(self) -> None:
         loop = asyncio.get_running_loop()
-        in_flight: set[asyncio.Future] = set()
+        in_flight = self._in_flight
         while True:
             batch = await self._sealed.get()
-            while len(in_flight) >= 2:
-                _, in_flight = await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
+            while len(in_flight) >= self.inserts_in_flight:
+                done, _ = await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
+                in_flight.difference_update(done)
             task = asyncio.ensure_future(self._insert_with_retry(loop, batch))
             in_flight.add(task)
 
     async def _insert_with_retry(self, loop: asyncio.AbstractEventLoop, batch: Batch) -> None:
-        delay = 0.1
+        await batch.segment.closed.wait()
+        delay = RETRY_FIRST_DELAY
         while True:
+            started = time.monotonic()
             try:
                 await loop.run_in_executor(self._inserts, self._insert, batch)
                 break
             except StoreError as exc:
                 self.stats["insert_errors"] += 1
+                self.store_failing = True
+                if self.metrics is not None:
+                    self.metrics.insert_failed()
+                if self._stopping:
+                    log.warning("insert of %s failed while stopping; it stays in the WAL for the next start: %s",
+                                batch.path.name, exc)
+                    self._done()
+                    return
                 log.warning("insert of %s failed, retrying in %.1fs: %s", batch.path.name, delay, exc)
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, 10.0)
+                delay = min(delay * 2, RETRY_MAX_DELAY)
+        self.store_failing = False
+        if self.metrics is not None:
+            self.metrics.batch_inserted(batch.lines, time.monotonic() - started)
+        self.wal.checkpoint(batch.segment)
         self.stats["lines_inserted"] += batch.lines
         self.stats["batches_inserted"] += 1
-        self._pending -= 1
-        if self._pending == 0:
-            self._drained.set()
+        self._done()
 
     def _insert(self, batch: Batch) -> None:
-        settings = {"insert_deduplication_token": batch.token, "insert_deduplicate": 1}
+        settings = {**INSERT_SETTINGS, "insert_deduplication_token": batch.token}
         self.store.insert_lines(self._template, batch.path, batch.params(), settings)
-        os.unlink(batch.path)

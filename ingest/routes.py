@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 
 import orjson
 from aiohttp import web
 from aiohttp.web_exceptions import HTTPRequestEntityTooLarge
-from flightlog.ingest.batcher import Batcher
-from flightlog.ingest.chunk import Chunk
+from flightlog.ingest.backpressure import BUDGET, InflightBudget, Throttled, ingest_middleware
+from flightlog.ingest.batcher import Batcher, WalFull
+from flightlog.ingest.chunk import Chunk, LineError
+from flightlog.ingest.decompress import decompress, too_large
 from flightlog.ingest.limits import MAX_ERRORS_LISTED, IngestError, Limits
+from flightlog.ingest.metrics import METRICS, setup_metrics
 from flightlog.ingest.protocols import jsonlines, text
 from flightlog.web.keys import BATCHER, SETTINGS, STORE, tenant_of
 
@@ -26,6 +29,9 @@ DEFAULT_SOURCES = {
 
 def setup_ingest(app: web.Application) -> None:
     app[LIMITS] = Limits.from_settings(app[SETTINGS])
+    setup_metrics(app)
+    app[BUDGET] = InflightBudget(app[SETTINGS].ingest_max_inflight_bytes, app[SETTINGS].max_body_bytes)
+    app.middlewares.append(ingest_middleware)
     app.cleanup_ctx.append(batcher_context)
     app.router.add_post("/api/v1/logs", post_logs)
     from flightlog.ingest.protocol_routes import setup_protocols  # it imports this module
@@ -37,10 +43,15 @@ async def batcher_context(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     batcher = Batcher(
         app[STORE],
-        settings.data_dir / "spool",
+        settings.data_dir / "wal",
         max_lines=settings.batch_max_lines,
         max_age_ms=settings.batch_max_age_ms,
+        fsync=settings.wal_fsync,
+        max_bytes=settings.wal_max_bytes,
+        inserts_in_flight=settings.inserts_in_flight,
+        metrics=app[METRICS],
     )
+    app[METRICS].batcher = batcher
     await batcher.start()
     app[BATCHER] = batcher
     yield
@@ -58,17 +69,17 @@ def request_defaults(request: web.Request) -> dict[str, str]:
 
 
 async def read_body(request: web.Request, limits: Limits) -> bytes:
-    """The decompressed body (aiohttp inflates gzip, deflate and zstd within client_max_size)."""
+    """The body, decompressed by us within `max_body_bytes` (see flightlog.ingest.decompress)."""
     try:
-        body = await request.read()
+        raw = await request.read()
     except HTTPRequestEntityTooLarge:
-        raise IngestError(
-            413, f"body is larger than {limits.max_body_bytes} bytes after decompression; send smaller batches"
-        ) from None
-    except Exception as exc:  # aiohttp's payload errors: truncated or corrupt compression
-        encoding = request.headers.get("Content-Encoding", "identity")
-        raise IngestError(400, f"body could not be read (Content-Encoding: {encoding}): {_first_line(exc)}") from None
-    return body
+        raise too_large(limits.max_body_bytes) from None
+    except Exception as exc:  # the client went away or sent a broken chunked body
+        raise IngestError(400, f"body could not be read: {_first_line(exc)}") from None
+    encoding = request.headers.get("Content-Encoding", "")
+    if not encoding:
+        return raw
+    return decompress(raw, encoding, limits.max_body_bytes)
 
 
 def _first_line(exc: Exception) -> str:
@@ -90,17 +101,32 @@ async def post_logs(request: web.Request) -> web.Response:
     except IngestError as exc:
         return web.json_response({"error": exc.message}, status=exc.status)
     try:
-        await deliver(request.app, result.chunk)
+        await deliver(request.app, result.chunk, result.errors)
     except IngestError as exc:
         return web.json_response({"error": exc.message}, status=exc.status)
     return ingest_answer(result.accepted, result.rejected, [e.as_json() for e in result.errors])
 
 
-async def deliver(app: web.Application, chunk: Chunk) -> None:
-    """Hand a parsed chunk to the batcher. Every protocol handler acknowledges only after this
-    returns; it raises IngestError (429/503) when the pipeline cannot take more."""
-    if chunk.count:
-        await app[BATCHER].append(chunk)
+async def deliver(app: web.Application, chunk: Chunk, errors: Sequence[LineError] = ()) -> None:
+    """Hand a parsed chunk to the batcher; returns once its lines are durable in the WAL.
+    Every protocol handler acknowledges only after this returns; it raises IngestError
+    (429 with `retry_after`, 503 when the WAL cannot write) when the pipeline cannot take
+    more. `errors`, the lines the parser refused, are counted in the metrics."""
+    metrics = app[METRICS]
+    if errors:
+        metrics.rejected(e.error for e in errors)
+    if not chunk.count:
+        return
+    batcher = app[BATCHER]
+    try:
+        await batcher.append(chunk)
+    except WalFull:
+        metrics.throttle("wal_full")
+        retry = 5 if batcher.store_failing else 1
+        raise Throttled("the write-ahead log is full: the store is behind; retry later", retry) from None
+    except OSError as exc:
+        raise Throttled(f"the write-ahead log cannot write: {exc.strerror or exc}", 5, status=503) from None
+    metrics.accepted(chunk.count, len(chunk.lines))
 
 
 def ingest_answer(accepted: int, rejected: int, errors: list[Mapping[str, object]]) -> web.Response:

@@ -20,6 +20,13 @@ class Setting:
     type: type = str
 
 
+def flag(value: Any) -> bool:
+    """An on/off setting: true/yes/on/1 (any case) is on."""
+    if isinstance(value, bool):
+        return value
+    return str(value).strip().lower() in ("1", "true", "yes", "on")
+
+
 SETTINGS: tuple[Setting, ...] = (
     Setting("host", "127.0.0.1", "address to listen on"),
     Setting("port", 7777, "port to listen on", int),
@@ -34,6 +41,22 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("syslog_tcp", 0, "port of a syslog TCP listener (RFC 5424/3164, octet counting or LF/NUL framing); 0: off", int),
     Setting("syslog_udp", 0, "port of a syslog UDP listener; 0: off", int),
     Setting("host_gone_after_s", 600, "seconds of silence after which a host is shown as gone", int),
+    Setting("wal_fsync", "always", "when the write-ahead log is fsync'd: always (before every 2xx, group commit), "
+            "interval (every second), off", str),
+    Setting("wal_max_bytes", 1024 * 1024 * 1024, "most bytes the write-ahead log holds; past it ingest answers 429", int),
+    Setting("ingest_max_inflight_bytes", 256 * 1024 * 1024, "request bodies held in memory at once (estimated); "
+            "past it ingest answers 429", int),
+    Setting("inserts_in_flight", 2, "batch inserts running at once", int),
+    Setting("insecure", False, "serve with no API keys on a non-loopback address (anyone who can reach it "
+            "can read and write every line)", flag),
+    Setting("header_timeout", 15.0, "seconds a client has to send a request's headers (also how long an idle "
+            "keep-alive connection stays open)", float),
+    Setting("body_timeout", 60.0, "seconds a client has to send a request's body", float),
+    Setting("key_lines_per_second", 500_000, "lines per second one API key may send (a key can set its own); "
+            "0: no limit", int),
+    Setting("key_requests_per_second", 1000, "requests per second one API key may make (a key can set its own); "
+            "0: no limit", int),
+    Setting("session_hours", 12, "hours a UI login lasts", int),
 )
 
 
@@ -52,6 +75,16 @@ class Settings:
     syslog_tcp: int = 0
     syslog_udp: int = 0
     host_gone_after_s: int = 600
+    wal_fsync: str = "always"
+    wal_max_bytes: int = 1024 * 1024 * 1024
+    ingest_max_inflight_bytes: int = 256 * 1024 * 1024
+    inserts_in_flight: int = 2
+    insecure: bool = False
+    header_timeout: float = 15.0
+    body_timeout: float = 60.0
+    key_lines_per_second: int = 500_000
+    key_requests_per_second: int = 1000
+    session_hours: int = 12
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod

@@ -1,0 +1,149 @@
+"""Ingest metrics, served at `GET /metrics` in the Prometheus text format.
+
+Counters live in one plain object on the app (no client library: a dozen numbers do not need
+one); the WAL and batcher gauges are read when the page is scraped.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+
+from aiohttp import web
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+INSERT_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+
+# Rejection reasons: a metric label for each kind of bad line, matched on the start of the
+# message the client reads.
+REJECT_REASONS = (
+    ("invalid JSON", "invalid_json"),
+    ("expected a JSON object", "not_an_object"),
+    ("empty object", "empty_object"),
+    ("line is ", "line_too_long"),
+    ("line has ", "too_many_fields"),
+    ("keys starting with", "reserved_key"),
+)
+
+
+def reject_reason(message: str) -> str:
+    for prefix, reason in REJECT_REASONS:
+        if message.startswith(prefix):
+            return reason
+    lowered = message.lower()
+    if "time" in lowered or "1970" in lowered or "2262" in lowered:
+        return "bad_timestamp"
+    return "other"
+
+
+class IngestMetrics:
+    def __init__(self) -> None:
+        self.lines_accepted = 0
+        self.bytes_accepted = 0
+        self.chunks_accepted = 0
+        self.lines_rejected: Counter[str] = Counter()
+        self.requests: Counter[str] = Counter()  # by status code
+        self.throttled: Counter[str] = Counter()  # 429s by reason
+        self.batches_inserted = 0
+        self.lines_inserted = 0
+        self.insert_errors = 0
+        self.insert_buckets = [0] * len(INSERT_BUCKETS)
+        self.insert_count = 0
+        self.insert_sum = 0.0
+        self.wire_bytes = 0  # request bodies as sent (compressed)
+        self.batcher = None  # set by the batcher context; gauges read from it
+
+    def accepted(self, lines: int, size: int) -> None:
+        self.lines_accepted += lines
+        self.bytes_accepted += size
+        self.chunks_accepted += 1
+
+    def rejected(self, messages: Iterable[str]) -> None:
+        for message in messages:
+            self.lines_rejected[reject_reason(message)] += 1
+
+    def throttle(self, reason: str) -> None:
+        self.throttled[reason] += 1
+
+    def request(self, status: int) -> None:
+        self.requests[str(status)] += 1
+
+    def batch_inserted(self, lines: int, seconds: float) -> None:
+        self.batches_inserted += 1
+        self.lines_inserted += lines
+        self.insert_count += 1
+        self.insert_sum += seconds
+        for i, bound in enumerate(INSERT_BUCKETS):
+            if seconds <= bound:
+                self.insert_buckets[i] += 1
+
+    def insert_failed(self) -> None:
+        self.insert_errors += 1
+
+    def render(self) -> str:
+        out: list[str] = []
+
+        def metric(name: str, kind: str, help_text: str, samples: Iterable[tuple[str, float]]) -> None:
+            out.append(f"# HELP {name} {help_text}")
+            out.append(f"# TYPE {name} {kind}")
+            for labels, value in samples:
+                out.append(f"{name}{labels} {_number(value)}")
+
+        metric("flightlog_ingest_lines_accepted_total", "counter", "Lines written to the WAL and acknowledged.",
+               [("", self.lines_accepted)])
+        reasons = sorted(set(self.lines_rejected) | {"invalid_json"})
+        metric("flightlog_ingest_lines_rejected_total", "counter", "Lines refused, by reason.",
+               [(f'{{reason="{r}"}}', self.lines_rejected[r]) for r in reasons])
+        metric("flightlog_ingest_bytes_total", "counter", "Bytes of accepted lines written to the WAL.",
+               [("", self.bytes_accepted)])
+        metric("flightlog_ingest_request_bytes_total", "counter", "Request bodies received, as sent.",
+               [("", self.wire_bytes)])
+        metric("flightlog_ingest_requests_total", "counter", "Ingest requests answered, by status.",
+               [(f'{{status="{s}"}}', n) for s, n in sorted(self.requests.items())])
+        throttles = sorted(set(self.throttled) | {"wal_full", "memory"})
+        metric("flightlog_ingest_throttled_total", "counter", "Requests answered 429, by reason.",
+               [(f'{{reason="{r}"}}', self.throttled[r]) for r in throttles])
+        metric("flightlog_ingest_batches_inserted_total", "counter", "Batches inserted into the store.",
+               [("", self.batches_inserted)])
+        metric("flightlog_ingest_lines_inserted_total", "counter", "Lines inserted into the store.",
+               [("", self.lines_inserted)])
+        metric("flightlog_ingest_insert_errors_total", "counter", "Failed insert attempts (each is retried).",
+               [("", self.insert_errors)])
+        cumulative = [(f'{{le="{b}"}}', n) for b, n in zip(INSERT_BUCKETS, self.insert_buckets)]
+        metric("flightlog_ingest_insert_seconds", "histogram", "Time one batch insert took.",
+               [(f"_bucket{labels}", n) for labels, n in cumulative]
+               + [('_bucket{le="+Inf"}', self.insert_count), ("_sum", self.insert_sum), ("_count", self.insert_count)])
+        batcher = self.batcher
+        if batcher is not None:
+            wal = batcher.wal
+            metric("flightlog_wal_bytes", "gauge", "Bytes in the WAL not yet checkpointed.", [("", wal.bytes)])
+            metric("flightlog_wal_max_bytes", "gauge", "The WAL's bound.", [("", wal.max_bytes)])
+            metric("flightlog_wal_segments", "gauge", "WAL segments on disk.", [("", wal.segments)])
+            metric("flightlog_wal_fsyncs_total", "counter", "Group-commit sync rounds.", [("", wal.fsyncs)])
+            metric("flightlog_wal_fsync_seconds_total", "counter", "Time spent in fsync.", [("", wal.fsync_seconds)])
+            metric("flightlog_ingest_batches_pending", "gauge", "Sealed batches waiting for the store.",
+                   [("", batcher.pending_batches)])
+            metric("flightlog_ingest_store_failing", "gauge", "1 while inserts fail and are being retried.",
+                   [("", int(batcher.store_failing))])
+        return "\n".join(out) + "\n"
+
+
+def _number(value: float) -> str:
+    if isinstance(value, float):
+        return repr(value)
+    return str(value)
+
+
+METRICS = web.AppKey("ingest_metrics", IngestMetrics)
+
+
+def setup_metrics(app: web.Application) -> IngestMetrics:
+    metrics = IngestMetrics()
+    app[METRICS] = metrics
+    app.router.add_get("/metrics", get_metrics)
+    return metrics
+
+
+async def get_metrics(request: web.Request) -> web.Response:
+    text = request.app[METRICS].render()
+    return web.Response(body=text.encode(), headers={"Content-Type": CONTENT_TYPE})
