@@ -34,6 +34,7 @@ class InflightBudget:
         self.max_body_bytes = max_body_bytes
         self.reserved = 0
         self.requests = 0
+        self.peak = 0
 
     def estimate(self, request: web.Request) -> int:
         length = request.content_length
@@ -49,6 +50,7 @@ class InflightBudget:
             return False
         self.reserved += size
         self.requests += 1
+        self.peak = max(self.peak, self.reserved)
         return True
 
     def release(self, size: int) -> None:
