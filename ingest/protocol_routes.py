@@ -35,7 +35,7 @@ def setup_protocols(app: web.Application) -> None:
         router.add_get(prefix + "/_license", get_es_license)
     router.add_get(ES_PREFIX, get_es_root)
     router.add_get(ES_PREFIX + "/", get_es_root)
-    app.middlewares.append(es_root_middleware)
+    app.middlewares.insert(0, elastic_middleware)
     app.cleanup_ctx.append(syslog_context)
 
 
@@ -125,14 +125,28 @@ async def get_es_license(request: web.Request) -> web.Response:
     return _es_json({"license": {"status": "active", "uid": "flightlog", "type": "basic", "mode": "basic"}})
 
 
+def _is_elastic_path(path: str) -> bool:
+    return (
+        path.endswith("/_bulk") or path.endswith("/_license") or path == ES_PREFIX or path.startswith(ES_PREFIX + "/")
+    )
+
+
 @web.middleware
-async def es_root_middleware(request: web.Request, handler):
-    """`GET /` and `HEAD /` from an Elasticsearch client get the version document; browsers
+async def elastic_middleware(request: web.Request, handler):
+    """The outermost middleware, so that every answer on an Elasticsearch route carries the
+    product header (elasticsearch-py checks it), a 429 from the ingest budget or a 404 too.
+    `GET /` and `HEAD /` from an Elasticsearch client get the version document; browsers
     (which ask for text/html) get the web UI as before."""
-    if (
-        request.path == "/"
-        and request.method in ("GET", "HEAD")
-        and "text/html" not in request.headers.get("Accept", "")
-    ):
+    path = request.path
+    if path == "/" and request.method in ("GET", "HEAD") and "text/html" not in request.headers.get("Accept", ""):
         return await get_es_root(request)
-    return await handler(request)
+    if not _is_elastic_path(path):
+        return await handler(request)
+    try:
+        response = await handler(request)
+    except web.HTTPException as exc:
+        exc.headers.update(elastic.PRODUCT_HEADER)
+        raise
+    if not response.prepared:
+        response.headers.update(elastic.PRODUCT_HEADER)
+    return response

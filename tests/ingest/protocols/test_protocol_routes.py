@@ -67,11 +67,12 @@ async def test_elasticsearch_routes_carry_the_product_header_even_on_errors(clie
         ("PUT", "/_bulk", b'{"index": {}}\n{"message": "m"}\n'),
         ("POST", "/idx/_bulk", b'{"index": {}}\n{"message": "m"}\n'),
         ("POST", "/es/_bulk", b"garbage\n"),
+        ("GET", "/es/_cat/indices", None),
         ("POST", "/_bulk", b""),
     ]:
         resp = await client.request(method, path, data=data, headers={"Content-Type": "application/x-ndjson"})
         assert resp.headers.get("X-Elastic-Product") == "Elasticsearch", (method, path)
-        if method == "GET":
+        if method == "GET" and resp.status == 200:
             assert (await resp.json())["version"]["number"].startswith("8.")
     resp = await client.post("/idx/_bulk", data=b'{"create": {}}\n{"message": "m"}\n')
     answer = await resp.json()
