@@ -19,7 +19,7 @@ from flightlog.web.server import create_app
 
 
 @pytest.fixture
-async def client(aiohttp_client, store, tmp_path):
+async def client(store, aiohttp_client, tmp_path):
     settings = Settings.from_values(
         {"data_dir": str(tmp_path / "data"), "batch_max_age_ms": 20, "max_body_bytes": 200_000,
          "max_line_bytes": 2_000, "max_attributes": 10}
