@@ -49,6 +49,16 @@ def _trail_handler(kind: str):
 
     async def handler(request: web.Request) -> web.Response:
         params = trail_params(request.query)
+        if not params.expand:
+            kwargs = params.as_kwargs()
+            del kwargs["expand"], kwargs["expand_cap"]
+            raw = await run_in_store_thread(
+                request.app,
+                lambda: trails.trail_json(
+                    request.app[STORE], tenant_of(request), kind, request.match_info[column], **kwargs
+                ),
+            )
+            return web.Response(body=raw, content_type="application/json")
         body = await run_in_store_thread(
             request.app,
             lambda: trails.trail(
