@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import orjson
 from aiohttp import web
-from flightlog.query import context, hosts, search, sql_console, trails
-from flightlog.query.params import list_params, recent_limit, search_params, trail_params
-from flightlog.web.errors import ApiError
+from flightlog.query import context, hosts, trails
+from flightlog.query.params import list_params, recent_limit, trail_params
+from flightlog.query.search_api import setup_search_api
 from flightlog.web.keys import SETTINGS, STORE, tenant_of
 from flightlog.web.server import run_in_store_thread
 
@@ -92,28 +92,6 @@ async def hosts_handler(request: web.Request) -> web.Response:
     return _json(body)
 
 
-async def search_handler(request: web.Request) -> web.Response:
-    params = search_params(request.query)
-    body = await run_in_store_thread(
-        request.app,
-        lambda: search.search(request.app[STORE], tenant_of(request), params.parsed, **params.as_kwargs()),
-    )
-    return _json(body)
-
-
-async def sql_handler(request: web.Request) -> web.Response:
-    try:
-        payload = await request.json(loads=orjson.loads)
-    except (ValueError, orjson.JSONDecodeError):
-        raise ApiError(400, 'body: send JSON like {"sql": "SELECT count() FROM logs"}') from None
-    if not isinstance(payload, dict) or not isinstance(payload.get("sql"), str):
-        raise ApiError(400, 'sql: send JSON like {"sql": "SELECT count() FROM logs"}')
-    body = await run_in_store_thread(
-        request.app, sql_console.run_console_sql, request.app[STORE], tenant_of(request), payload["sql"]
-    )
-    return _json(body)
-
-
 def setup_query_api(app: web.Application) -> None:
     for kind in trails.KINDS.values():
         base = f"/api/v1/{kind.name}s"
@@ -122,5 +100,4 @@ def setup_query_api(app: web.Application) -> None:
         app.router.add_get(f"{base}/{{{kind.column}}}/trail", _trail_handler(kind.name))
     app.router.add_get("/api/v1/context", context_handler)
     app.router.add_get("/api/v1/hosts", hosts_handler)
-    app.router.add_get("/api/v1/search", search_handler)
-    app.router.add_post("/api/v1/sql", sql_handler)
+    setup_search_api(app)  # search, export, histogram, facets, tail, SQL console

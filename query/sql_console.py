@@ -1,32 +1,85 @@
-"""Ad-hoc SQL, guarded in layers (a foundation; a later issue hardens it further).
+"""Ad-hoc SQL, governed in layers, and audited.
 
 1. The engine normalises the text (`formatQuerySingleLine`, the SQL passed base64-encoded so no
    byte of it is ever parsed as our SQL): more than one statement is a syntax error there, and
    comments are gone from what we run.
-2. `EXPLAIN AST` of that text: exactly one SELECT (SelectWithUnionQuery), no FORMAT or
-   INTO OUTFILE, no SETTINGS clause, no table functions, no functions that reach outside.
-3. `EXPLAIN QUERY TREE` (CTEs and subqueries resolved): every table read is on the allowlist.
-4. It runs with `readonly=1`, a time limit and a row limit the user cannot override, and with
-   `additional_table_filters` confining every allowlisted table to the caller's tenant.
+2. An `EXPLAIN [AST|SYNTAX|QUERY TREE|PLAN|PIPELINE] [option = n, …]` prefix of that normalised
+   text is taken apart (kind and options from fixed lists, values whole numbers) and the
+   statement under it is checked like any other; what runs is rebuilt from those pieces.
+3. `EXPLAIN AST` of the statement: exactly one SELECT (SelectWithUnionQuery), no FORMAT or
+   INTO OUTFILE, no SETTINGS clause, no table functions but a few generators (numbers, zeros,
+   generate_series, values), no functions that reach outside (file, url, dictionaries …).
+4. `EXPLAIN QUERY TREE` (CTEs, views and subqueries resolved): every table read is on the
+   allowlist — flightlog's tenant tables that exist, and a few harmless system tables.
+5. It runs with `readonly=1` last in the settings (nothing after it can change a setting), a
+   time limit, result row and byte limits (`truncated: true` when the rows were cut), a memory
+   limit, and `additional_table_filters` confining every allowlisted table to the caller's
+   tenant.
+6. Every statement sent — run, refused or failed — is recorded in `sql_audit` (who, when, the
+   SQL, rows, milliseconds, outcome). If the record cannot be written, the answer is withheld.
 """
 
 from __future__ import annotations
 
 import base64
+import csv
+import io
 import re
+import threading
+import time
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
+from aiohttp import web
 from flightlog.schema.store import Store, StoreError, sql_literal
 from flightlog.web.errors import ApiError
 
-# Tables ad-hoc SQL may read, each with the column that holds its tenant.
-ALLOWED_TABLES: dict[str, str] = {"logs": "tenant"}
-# Tables with no tenant data that plain expressions read implicitly (`SELECT 1` reads system.one).
-HARMLESS_TABLES = frozenset({"system.one"})
+# Tables ad-hoc SQL may read, each with the column that holds its tenant: the log lines, and
+# the correlation index and summaries (flightlog.query.trails) where this store has them.
+TENANT_TABLES: dict[str, str] = {
+    "logs": "tenant",
+    "trail_lines": "tenant",
+    "id_summary": "tenant",
+    "id_hosts": "tenant",
+    "host_ids": "tenant",
+    "host_summary": "tenant",
+}
+# Kept for callers of the foundation's name; the live list is allowed_tables(store).
+ALLOWED_TABLES = TENANT_TABLES
+# Tables with no tenant data: what plain expressions read implicitly (`SELECT 1` reads
+# system.one), number generators, and the engine's own reference lists.
+HARMLESS_TABLES = frozenset(
+    {
+        "system.one",
+        "system.numbers",
+        "system.numbers_mt",
+        "system.zeros",
+        "system.zeros_mt",
+        "system.functions",
+        "system.data_type_families",
+        "system.time_zones",
+    }
+)
+HARMLESS_TABLE_FUNCTIONS = frozenset(
+    {"numbers", "numbers_mt", "zeros", "zeros_mt", "generate_series", "generateseries", "values"}
+)
+EXPLAIN_KINDS = ("AST", "SYNTAX", "QUERY TREE", "PLAN", "PIPELINE")
+EXPLAIN_OPTIONS = frozenset(
+    {
+        "header", "description", "indexes", "actions", "json", "sorting", "distributed", "projections",
+        "keep_logical_steps", "graph", "compact", "oneline", "dump_tree", "dump_passes", "dump_ast",
+        "passes", "run_passes", "optimize", "query_tree_passes", "run_query_tree_passes",
+    }
+)  # fmt: skip
 MAX_ROWS = 10_000
+MAX_RESULT_BYTES = 256 * 1024 * 1024
+MAX_MEMORY_BYTES = 2 * 1024**3
 MAX_EXECUTION_SECONDS = 10
 MAX_SQL_CHARS = 100_000
+AUDIT_DEFAULT_LIMIT = 100
+AUDIT_MAX_LIMIT = 10_000
+TIMEOUT_CODES = frozenset({159, 160, 209})  # TIMEOUT_EXCEEDED, TOO_SLOW, SOCKET_TIMEOUT
 # Functions that read or write outside the allowlisted tables, refused wherever they appear
 # (as table functions they are refused anyway; several also exist as plain functions).
 DENIED_FUNCTIONS = frozenset(
@@ -67,8 +120,23 @@ DENIED_FUNCTIONS = frozenset(
         "filesystem",
         "getSetting",
         "getServerSetting",
+        "joinGet",
+        "joinGetOrNull",
+        "hasColumnInTable",
+        "getMacro",
+        "getClientHTTPHeader",
+        "currentProfiles",
+        "currentRoles",
+        "enabledRoles",
+        "defaultRoles",
+        "filesystemAvailable",
+        "filesystemCapacity",
+        "filesystemUnreserved",
+        "generateRandom",
     )
 )
+# Every dictionary function (dictGet, dictGetString, dictHas, dictGetHierarchy …).
+DENIED_FUNCTION_PREFIXES = ("dict",)
 
 # EXPLAIN in a subquery is refused under readonly=1; readonly=2 still forbids every write.
 EXPLAIN_SETTINGS: dict[str, Any] = {"max_execution_time": MAX_EXECUTION_SECONDS, "readonly": 2}
@@ -83,41 +151,219 @@ class AstNode:
     detail: str  # what follows the kind: a function's name, a table's name …
 
 
-def guarded_settings(tenant: str) -> dict[str, Any]:
-    filters = {table: f"{column} = {sql_literal(tenant)}" for table, column in ALLOWED_TABLES.items()}
+class InvalidSql(ApiError):
+    """The engine could not make sense of the statement (syntax, unknown column …): it failed,
+    as opposed to being refused by the console's rules."""
+
+
+_tables_lock = threading.Lock()
+_tables_cache: dict[int, tuple[float, dict[str, str]]] = {}
+TABLES_CACHE_SECONDS = 30.0
+
+
+def allowed_tables(store: Store) -> dict[str, str]:
+    """The tenant tables this store has (name → tenant column), rechecked every 30 s."""
+    now = time.monotonic()
+    with _tables_lock:
+        cached = _tables_cache.get(id(store))
+        if cached and now - cached[0] < TABLES_CACHE_SECONDS:
+            return cached[1]
+    result = store.query(
+        "SELECT name FROM system.tables WHERE database = currentDatabase() AND name IN {names:Array(String)}",
+        {"names": list(TENANT_TABLES)},
+    )
+    present = {row[0] for row in result.rows}
+    tables = {name: column for name, column in TENANT_TABLES.items() if name in present or name == "logs"}
+    with _tables_lock:
+        _tables_cache[id(store)] = (now, tables)
+    return tables
+
+
+def guarded_settings(tenant: str, tables: dict[str, str] | None = None) -> dict[str, Any]:
+    tables = TENANT_TABLES if tables is None else tables
+    filters = {table: f"{column} = {sql_literal(tenant)}" for table, column in tables.items()}
     return {
         "additional_table_filters": filters,
         "max_execution_time": MAX_EXECUTION_SECONDS,
         "max_result_rows": MAX_ROWS + 1,
-        "max_result_bytes": 256 * 1024 * 1024,
+        "max_result_bytes": MAX_RESULT_BYTES,
         "result_overflow_mode": "break",
+        "max_memory_usage": MAX_MEMORY_BYTES,
         "readonly": 1,  # last: once read-only, no later setting in the clause could change
     }
 
 
-def run_console_sql(store: Store, tenant: str, sql: str) -> dict[str, Any]:
-    """Check and run one user SELECT; → {"columns", "types", "rows", "truncated"}.
+@dataclass
+class Outcome:
+    """What happened to one console statement, as the audit records it."""
 
-    Raises ApiError(400) with the reason for anything refused or failed.
+    outcome: str = "ok"  # ok | refused | failed | timeout
+    error: str = ""
+    rows: int = 0
+    truncated: bool = False
+
+
+def run_console_sql(store: Store, tenant: str, sql: str, outcome: Outcome | None = None) -> dict[str, Any]:
+    """Check and run one user statement; → {"columns", "types", "rows", "truncated"}.
+
+    Raises ApiError(400) with the reason for anything refused or failed (and fills `outcome`).
     """
-    settings = guarded_settings(tenant)
-    statement = check_sql(store, sql, settings)
+    outcome = outcome if outcome is not None else Outcome()
+    tables = allowed_tables(store)
+    settings = guarded_settings(tenant, tables)
+    try:
+        statement = check_sql(store, sql, settings, tables)
+    except ApiError as exc:
+        outcome.outcome = "failed" if isinstance(exc, InvalidSql) else "refused"
+        outcome.error = exc.message
+        raise
     try:
         result = store.query(statement, settings=settings)
     except StoreError as exc:
-        raise ApiError(400, f"sql: the query failed: {exc}") from None
+        if exc.code in TIMEOUT_CODES:
+            outcome.outcome = "timeout"
+            message = f"sql: stopped after the {MAX_EXECUTION_SECONDS} s limit: {_engine_reason(str(exc))}"
+        else:
+            outcome.outcome = "failed"
+            message = f"sql: the query failed: {_engine_reason(str(exc))}"
+        outcome.error = message
+        raise ApiError(400, message) from None
     rows = result.rows
+    outcome.rows = min(len(rows), MAX_ROWS)
+    # The engine stops after the block that crosses max_result_rows (result_overflow_mode=break),
+    # so a cut answer always holds more than MAX_ROWS rows.
+    outcome.truncated = len(rows) > MAX_ROWS
     return {
         "columns": result.columns,
         "types": result.types,
         "rows": rows[:MAX_ROWS],
-        "truncated": len(rows) > MAX_ROWS,
+        "truncated": outcome.truncated,
     }
 
 
-def check_sql(store: Store, sql: str, settings: dict[str, Any] | None = None) -> str:
-    """The engine's normalised text of `sql` if it is one allowed SELECT; else ApiError(400)."""
-    settings = settings or guarded_settings("")
+def who(request: web.Request) -> str:
+    """The caller as the audit names it: the API key (name and id), else the open server's peer."""
+    key = request.get("key")
+    if key is not None:
+        return f"key {getattr(key, 'name', '')} ({getattr(key, 'id', '')})".strip()
+    return f"open ({request.remote or 'unknown'})"
+
+
+def run_audited(store: Store, tenant: str, caller: str, sql: str) -> dict[str, Any]:
+    """run_console_sql, with an audit record of the statement whatever happens to it."""
+    outcome = Outcome()
+    started = time.perf_counter()
+    try:
+        return_value = run_console_sql(store, tenant, sql, outcome)
+    except ApiError:
+        _audit(store, tenant, caller, sql, outcome, started)
+        raise
+    except Exception as exc:
+        outcome.outcome, outcome.error = "failed", f"sql: {exc}"
+        _audit(store, tenant, caller, sql, outcome, started)
+        raise
+    _audit(store, tenant, caller, sql, outcome, started)
+    return return_value
+
+
+def _audit(store: Store, tenant: str, caller: str, sql: str, outcome: Outcome, started: float) -> None:
+    record = {
+        "tenant": tenant,
+        "who": caller,
+        "sql": sql if isinstance(sql, str) else repr(sql),
+        "outcome": outcome.outcome,
+        "error": outcome.error,
+        "rows": outcome.rows,
+        "ms": round((time.perf_counter() - started) * 1000, 3),
+        "truncated": int(outcome.truncated),
+    }
+    try:
+        store.insert_rows("sql_audit", [record])
+    except StoreError as exc:
+        raise ApiError(503, f"sql: the audit record could not be written, so no answer is given: {exc}") from None
+
+
+def audit_entries(store: Store, tenant: str, limit: int = AUDIT_DEFAULT_LIMIT) -> list[dict[str, Any]]:
+    """The tenant's console statements, newest first."""
+    result = store.query(
+        "SELECT concat(replaceOne(toString(ts), ' ', 'T'), 'Z') AS at, who, sql, outcome, error, rows, ms, truncated "
+        "FROM sql_audit WHERE tenant = {tenant:String} ORDER BY sql_audit.ts DESC LIMIT {limit:UInt32}",
+        {"tenant": tenant, "limit": limit},
+    )
+    return [
+        {
+            "ts": at,
+            "who": who_,
+            "sql": sql,
+            "outcome": outcome,
+            "error": error,
+            "rows": int(rows),
+            "ms": float(ms),
+            "truncated": bool(truncated),
+        }
+        for at, who_, sql, outcome, error, rows, ms, truncated in result.rows
+    ]
+
+
+def download(body: dict[str, Any], fmt: str) -> web.Response:
+    """A console answer as a CSV or NDJSON file (the rows it holds; `truncated` in a header)."""
+    headers = {"X-Flightlog-Truncated": "true" if body["truncated"] else "false", "Cache-Control": "no-store"}
+    if fmt == "csv":
+        out = io.StringIO()
+        writer = csv.writer(out, lineterminator="\r\n")
+        writer.writerow(body["columns"])
+        for row in body["rows"]:
+            writer.writerow([_csv_cell(v) for v in row])
+        data, content_type = out.getvalue().encode(), "text/csv; charset=utf-8"
+    else:
+        columns = body["columns"]
+        data = b"".join(orjson.dumps(dict(zip(columns, row))) + b"\n" for row in body["rows"])
+        content_type = "application/x-ndjson"
+    headers["Content-Disposition"] = f'attachment; filename="flightlog-sql.{fmt}"'
+    return web.Response(body=data, headers=headers, content_type=content_type.split(";")[0], charset="utf-8")
+
+
+def _csv_cell(value: Any) -> Any:
+    if isinstance(value, (dict, list)):
+        return orjson.dumps(value).decode()
+    return value
+
+
+_EXPLAIN = re.compile(
+    r"^EXPLAIN(?: (AST|SYNTAX|QUERY TREE|PLAN|PIPELINE|ESTIMATE|TABLE OVERRIDE|CURRENT TRANSACTION))?"
+    r"((?: [a-z_]+ = [^ ,]+,)*(?: [a-z_]+ = [^ ,]+))? (.*)$",
+    re.S,
+)
+
+
+def _split_explain(statement: str) -> tuple[str | None, str]:
+    """(the EXPLAIN prefix to run, the statement under it), or (None, statement)."""
+    if not statement.startswith("EXPLAIN"):
+        return None, statement
+    match = _EXPLAIN.match(statement)
+    if not match:
+        raise ApiError(400, "sql: this EXPLAIN is not one the console can check; write EXPLAIN [PLAN] SELECT …")
+    kind, options, inner = match.group(1), match.group(2), match.group(3)
+    if kind is not None and kind not in EXPLAIN_KINDS:
+        raise ApiError(400, f"sql: EXPLAIN {kind} is not allowed; use one of {', '.join(EXPLAIN_KINDS)}")
+    prefix = "EXPLAIN" + (f" {kind}" if kind else "")
+    if options:
+        parts = []
+        for option in options.strip().split(", "):
+            name, _, value = option.partition(" = ")
+            if name not in EXPLAIN_OPTIONS or not value.isdigit():
+                raise ApiError(400, f"sql: EXPLAIN option {option.strip()!r} is not allowed")
+            parts.append(f"{name} = {int(value)}")
+        prefix += " " + ", ".join(parts)
+    return prefix, inner
+
+
+def check_sql(
+    store: Store, sql: str, settings: dict[str, Any] | None = None, tables: dict[str, str] | None = None
+) -> str:
+    """The statement to run for `sql` if it is one allowed SELECT (or EXPLAIN of one); else ApiError(400)."""
+    tables = TENANT_TABLES if tables is None else tables
+    settings = settings or guarded_settings("", tables)
     if not isinstance(sql, str) or not sql.strip():
         raise ApiError(400, "sql: empty; send one SELECT statement")
     if len(sql) > MAX_SQL_CHARS:
@@ -131,12 +377,13 @@ def check_sql(store: Store, sql: str, settings: dict[str, Any] | None = None) ->
         message = str(exc)
         if "Multi-statements are not allowed" in message:
             raise ApiError(400, "sql: one statement only; remove everything after the first ';'") from None
-        raise ApiError(400, f"sql: {_engine_reason(message)}") from None
+        raise InvalidSql(400, f"sql: {_engine_reason(message)}") from None
     if not statement:
         raise ApiError(400, "sql: empty; send one SELECT statement")
+    explain, statement = _split_explain(statement)
     _check_ast(explain_ast(store, statement))
-    _check_tables(store, statement)
-    return statement
+    _check_tables(store, statement, tables)
+    return f"{explain} {statement}" if explain else statement
 
 
 def explain_ast(store: Store, statement: str) -> list[AstNode]:
@@ -152,7 +399,7 @@ def explain_ast(store: Store, statement: str) -> list[AstNode]:
             raise ApiError(400, f"sql: only SELECT is allowed here, not {kind}") from None
         if "Cannot modify" in message and "readonly mode" in message:
             raise ApiError(400, "sql: a SETTINGS clause is not allowed; the console's settings are fixed") from None
-        raise ApiError(400, f"sql: {_engine_reason(str(exc))}") from None
+        raise InvalidSql(400, f"sql: {_engine_reason(str(exc))}") from None
     nodes = []
     for (line,) in result.rows:
         match = _AST_LINE.match(line)
@@ -178,8 +425,10 @@ def _check_ast(nodes: list[AstNode]) -> None:
         if node.kind == "Function":
             name = node.detail.split(" ", 1)[0].lower()
             parent = _parent(nodes, i)
-            if parent is not None and parent.kind == "TableExpression":
+            if parent is not None and parent.kind == "TableExpression" and name not in HARMLESS_TABLE_FUNCTIONS:
                 raise ApiError(400, f"sql: table function {name}() is not allowed; read from {_allowed()}")
+            if name.startswith(DENIED_FUNCTION_PREFIXES):
+                raise ApiError(400, f"sql: dictionary function {name}() is not allowed")
             if name in DENIED_FUNCTIONS:
                 raise ApiError(400, f"sql: function {name}() is not allowed")
 
@@ -196,16 +445,16 @@ _TREE_TABLE = re.compile(r"^\s*TABLE id: \d+.*?, table_name: ([^,\s]+)")
 _TREE_TABLE_FUNCTION = re.compile(r"^\s*TABLE_FUNCTION id: \d+.*?, table_function_name: ([^,\s]+)")
 
 
-def _check_tables(store: Store, statement: str) -> None:
+def _check_tables(store: Store, statement: str, tables: dict[str, str]) -> None:
     try:
         result = store.query(f"SELECT explain FROM (EXPLAIN QUERY TREE {statement})", settings=EXPLAIN_SETTINGS)
         database = store.query("SELECT currentDatabase()").scalar()
     except StoreError as exc:
-        raise ApiError(400, f"sql: {_engine_reason(str(exc))}") from None
-    allowed = set(ALLOWED_TABLES) | {f"{database}.{t}" for t in ALLOWED_TABLES} | HARMLESS_TABLES
+        raise InvalidSql(400, f"sql: {_engine_reason(str(exc))}") from None
+    allowed = set(tables) | {f"{database}.{t}" for t in tables} | HARMLESS_TABLES
     for (line,) in result.rows:
         function = _TREE_TABLE_FUNCTION.match(line)
-        if function:
+        if function and function.group(1).lower() not in HARMLESS_TABLE_FUNCTIONS:
             raise ApiError(400, f"sql: table function {function.group(1)}() is not allowed; read from {_allowed()}")
         table = _TREE_TABLE.match(line)
         if table and table.group(1) not in allowed:
@@ -213,7 +462,7 @@ def _check_tables(store: Store, statement: str) -> None:
 
 
 def _allowed() -> str:
-    return ", ".join(sorted(ALLOWED_TABLES))
+    return ", ".join(sorted(TENANT_TABLES))
 
 
 def _engine_reason(message: str) -> str:

@@ -1,0 +1,119 @@
+"""Export: every line matching a search, streamed as NDJSON or CSV with bounded memory.
+
+The engine formats the rows (JSONEachRow / CSVWithNames) and hands them over block by block
+(`Store.query_stream`); Python only moves bytes. One thread per export pulls blocks from the
+engine and passes them to the event loop through a window of a few blocks, so a slow client
+slows the query down instead of piling blocks up in memory. The order is newest first, read in
+the table's own order hour by hour (`toStartOfHour(ts)` leads the sort key after the tenant),
+so the engine sorts at most an hour of lines at a time and spills to disk past a bound.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from aiohttp import web
+from flightlog.query.search import ParsedQuery, match_condition
+from flightlog.schema.store import Store
+from flightlog.web.errors import ApiError
+
+FORMATS = {
+    "ndjson": ("JSONEachRow", "application/x-ndjson", "ndjson"),
+    "csv": ("CSVWithNames", "text/csv; charset=utf-8", "csv"),
+}
+MAX_CONCURRENT_EXPORTS = 4
+BLOCKS_IN_FLIGHT = 4
+EXPORT_SETTINGS: dict[str, Any] = {
+    # An export runs as long as the client keeps reading; a stalled client holds it open.
+    "max_execution_time": 3600,
+    # Output columns are named like the table's (ts, attrs); WHERE and ORDER BY mean the columns.
+    "prefer_column_name_to_alias": 1,
+    "max_bytes_before_external_sort": 128 * 1024 * 1024,
+    "output_format_json_quote_64bit_integers": 0,
+}
+
+_exports = threading.BoundedSemaphore(MAX_CONCURRENT_EXPORTS)
+
+
+def export_sql(fmt: str) -> str:
+    attrs = "attrs" if fmt == "ndjson" else "toJSONString(attrs) AS attrs"
+    return (
+        "SELECT concat(replaceOne(toString(ts), ' ', 'T'), 'Z') AS ts, service, host, level, message, "
+        f"build_id, deploy_id, trace_id, span_id, request_id, {attrs}, "
+        "concat(toString(toUnixTimestamp64Nano(ts)), '-', toString(seq)) AS ref "
+        "FROM logs WHERE {where} ORDER BY toStartOfHour(ts) DESC, ts DESC, seq DESC"
+    )
+
+
+def export_chunks(
+    store: Store, tenant: str, parsed: ParsedQuery, fmt: str, *, since_ns: int | None, until_ns: int
+) -> Iterator[bytes]:
+    """The export's bytes, block by block (blocking: run it off the event loop)."""
+    params: dict[str, Any] = {}
+    where = match_condition(tenant, parsed, since_ns, until_ns, params)
+    sql = export_sql(fmt).replace("{where}", where)
+    return store.query_stream(sql, params, settings=EXPORT_SETTINGS, fmt=FORMATS[fmt][0])
+
+
+async def stream_response(
+    request: web.Request, make_chunks: Callable[[], Iterator[bytes]], content_type: str, filename: str
+) -> web.StreamResponse:
+    """Run `make_chunks` in its own thread and stream what it yields, at most a few blocks ahead."""
+    if not _exports.acquire(blocking=False):
+        raise ApiError(503, f"export: {MAX_CONCURRENT_EXPORTS} exports are running; try again shortly")
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[Any] = asyncio.Queue()
+    window = threading.Semaphore(BLOCKS_IN_FLIGHT)
+    stop = threading.Event()
+    end = object()
+
+    def produce() -> None:
+        try:
+            chunks = make_chunks()
+            try:
+                for chunk in chunks:
+                    while not window.acquire(timeout=0.5):
+                        if stop.is_set():
+                            return
+                    if stop.is_set():
+                        return
+                    loop.call_soon_threadsafe(queue.put_nowait, chunk)
+            finally:
+                close = getattr(chunks, "close", None)
+                if close:
+                    close()
+        except Exception as exc:  # handed to the handler, which decides what the client sees
+            loop.call_soon_threadsafe(queue.put_nowait, exc)
+        finally:
+            loop.call_soon_threadsafe(queue.put_nowait, end)
+            _exports.release()
+
+    threading.Thread(target=produce, name="export", daemon=True).start()
+    try:
+        first = await queue.get()
+        if isinstance(first, Exception):
+            raise ApiError(400, f"export: {first}")
+        response = web.StreamResponse(
+            headers={
+                "Content-Type": content_type,
+                "Content-Disposition": f'attachment; filename="{filename}"',
+                "Cache-Control": "no-store",
+            }
+        )
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        item = first
+        while item is not end:
+            if isinstance(item, Exception):
+                # Headers are gone; ending without the last chunk tells the client it is cut.
+                raise ConnectionAbortedError(f"export failed midway: {item}")
+            window.release()
+            await response.write(item)
+            item = await queue.get()
+        await response.write_eof()
+        return response
+    finally:
+        stop.set()
