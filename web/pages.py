@@ -8,18 +8,21 @@ JavaScript off: filters and pagination are plain links, search is a GET form.
 from __future__ import annotations
 
 import functools
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
 
 import jinja2
 from aiohttp import web
-from flightlog.query import search, trails
+from flightlog.query import context, hosts, search, timeline, trails
+from flightlog.query.context import parse_ref
+from flightlog.query.lines import Cursor
 from flightlog.query.params import search_params, trail_params
 from flightlog.query.search import FIELDS
-from flightlog.query.timefmt import parse_ns
+from flightlog.query.timefmt import format_ns, parse_ns
 from flightlog.web.errors import ApiError
-from flightlog.web.keys import STORE, tenant_of
+from flightlog.web.keys import SETTINGS, STORE, tenant_of
 from flightlog.web.server import run_in_store_thread
 
 HERE = Path(__file__).resolve().parent
@@ -42,6 +45,7 @@ def environment() -> jinja2.Environment:
     env.filters["clock"] = clock
     env.filters["when"] = when
     env.filters["duration"] = duration
+    env.filters["duration_s"] = lambda seconds: duration("1970-01-01T00:00:00Z", format_ns(int(seconds) * 10**9))
     env.filters["pathpart"] = lambda value: quote(str(value), safe="")
     env.globals["search_fields"] = FIELDS
     return env
@@ -105,7 +109,7 @@ def url_with(request: web.Request, **changes: str | None) -> str:
 def url_without_value(request: web.Request, name: str, value: str) -> str:
     """This page's URL with one value of a (comma-separated, repeatable) filter taken out."""
     values = [v for raw in request.query.getall(name, []) for v in raw.split(",") if v and v != value]
-    return url_with(request, **{name: ",".join(values) or None})
+    return url_with(request, **{name: ",".join(values) or None, "at": None})
 
 
 def with_cursor(url: str, cursor: str) -> str:
@@ -126,6 +130,17 @@ async def index_page(request: web.Request) -> web.Response:
     return render(request, "index.html", builds=builds, deploys=deploys, kinds=trails.KINDS, title="Builds & deploys")
 
 
+def _at_cursor(ref: str) -> Cursor:
+    """The cursor whose page starts at the line `ref` (a cursor means "strictly after")."""
+    ts_ns, seq = parse_ref(ref)
+    return Cursor(ts_ns, seq - 1) if seq > 0 else Cursor(ts_ns - 1, 2**64 - 1)
+
+
+def line_url(kind: str, entity_id: str, ref: str) -> str:
+    """A deep link to one line of a trail: its page, scrolled to it."""
+    return f"/{kind}s/{quote(entity_id, safe='')}?{urlencode({'at': ref})}#L{ref}"
+
+
 def _trail_page(kind: str):
     k = trails.KINDS[kind]
 
@@ -133,20 +148,32 @@ def _trail_page(kind: str):
     async def handler(request: web.Request) -> web.Response:
         entity_id = request.match_info["id"]
         params = trail_params(request.query, default_limit=TRAIL_PAGE_LINES)
+        at = request.query.get("at") or ""
+        if at and params.cursor is None:
+            params = replace(params, cursor=_at_cursor(at))
         store, tenant = request.app[STORE], tenant_of(request)
+        gone_after = request.app[SETTINGS].host_gone_after_s
 
         def load():
             return (
-                trails.summary(store, tenant, kind, entity_id),
+                trails.summary(store, tenant, kind, entity_id, gone_after),
                 trails.trail(store, tenant, kind, entity_id, **params.as_kwargs()),
+                timeline.error_ticks(store, tenant, kind, entity_id),
             )
 
-        summary, trail = await run_in_store_thread(request.app, load)
+        summary, trail, ticks = await run_in_store_thread(request.app, load)
         filters = [("service", v) for v in params.services] + [("host", v) for v in params.hosts]
         filters += [("level", v) for v in params.levels]
-        next_url = with_cursor(url_with(request), trail["next_cursor"]) if trail["next_cursor"] else None
+        base_url = url_with(request, at=None)
+        next_url = with_cursor(base_url, trail["next_cursor"]) if trail["next_cursor"] else None
         # the trail's own id on every line is noise, and so is the other id when there is only one
         hide_ids = {k.column} | ({k.other_column} if len(summary[k.other_key]) == 1 else set())
+        path = request.raw_path.split("?", 1)[0]
+        first_error = None
+        if ticks:
+            ref = f"{ticks[0][2]}-{ticks[0][3]}"
+            on_page = any(line["ref"] == ref for line in trail["lines"])
+            first_error = {"ref": ref, "host": ticks[0][0], "url": f"#L{ref}" if on_page else line_url(kind, entity_id, ref)}
         return render(
             request,
             "trail.html",
@@ -156,10 +183,17 @@ def _trail_page(kind: str):
             entity_id=entity_id,
             summary=summary,
             lines=trail["lines"],
+            expand=trail.get("expand"),
+            expand_url=url_with(request, at=None, expand=None if params.expand else "1"),
+            timeline=timeline.layout(
+                summary, ticks, lambda host: url_with(request, at=None, host=host), params.hosts
+            ),
+            first_error=first_error,
+            gone_after_s=gone_after,
             filters=[(name, value, url_without_value(request, name, value)) for name, value in filters],
-            filter_url=lambda name, value: url_with(request, **{name: value}),
-            clear_url=request.raw_path.split("?", 1)[0],
-            first_url=url_with(request) if params.cursor else None,
+            filter_url=lambda name, value: url_with(request, at=None, **{name: value}),
+            clear_url=path,
+            first_url=url_with(request, at=None) if params.cursor else None,
             next_url=next_url,
             params=params,
             api_url=f"/api/v1/{k.name}s/{quote(entity_id, safe='')}/trail"
@@ -167,6 +201,61 @@ def _trail_page(kind: str):
         )
 
     return handler
+
+
+@_page
+async def context_page(request: web.Request) -> web.Response:
+    ref = request.query.get("ref") or ""
+    before = context.parse_count(request.query.get("before"), "before")
+    after = context.parse_count(request.query.get("after"), "after")
+    body = await run_in_store_thread(
+        request.app, context.context, request.app[STORE], tenant_of(request), ref, before, after
+    )
+    line = body["line"]
+    trails_of = [
+        (name, line[k.column], line_url(name, line[k.column], line["ref"]))
+        for name, k in trails.KINDS.items()
+        if line[k.column]
+    ]
+    return render(
+        request,
+        "context.html",
+        title=f"Context of a line on {line['host']}",
+        ctx=body,
+        lines=body["before"] + [line] + body["after"],
+        focus=line["ref"],
+        trails_of=trails_of,
+        more_before=url_with(request, before=str(min(before + 50, context.CONTEXT_MAX))),
+        more_after=url_with(request, after=str(min(after + 50, context.CONTEXT_MAX))),
+        api_url=f"/api/v1/context?{request.query_string}",
+    )
+
+
+@_page
+async def hosts_page(request: web.Request) -> web.Response:
+    services, gone = hosts.parse_filters(request.query)
+    body = await run_in_store_thread(
+        request.app,
+        lambda: hosts.hosts(
+            request.app[STORE], tenant_of(request), request.app[SETTINGS].host_gone_after_s,
+            services=services, gone=gone,
+        ),
+    )
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for h in body["hosts"]:
+        groups.setdefault(h["services"][0] if h["services"] else "", []).append(h)
+    return render(
+        request,
+        "hosts.html",
+        title="Hosts",
+        groups=groups,
+        total=len(body["hosts"]),
+        gone_count=sum(1 for h in body["hosts"] if h["gone"]),
+        gone_after_s=body["gone_after_s"],
+        gone=gone,
+        services=services,
+        filter_url=lambda **changes: url_with(request, **changes),
+    )
 
 
 @_page
@@ -208,4 +297,6 @@ def setup_pages(app: web.Application) -> None:
     app.router.add_get("/builds/{id}", _trail_page("build"))
     app.router.add_get("/deploys/{id}", _trail_page("deploy"))
     app.router.add_get("/search", search_page)
+    app.router.add_get("/context", context_page)
+    app.router.add_get("/hosts", hosts_page)
     app.router.add_static("/static/", STATIC, append_version=False)
