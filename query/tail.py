@@ -292,9 +292,10 @@ async def tail_handler(request: web.Request) -> web.StreamResponse:
             if eid == "notice":
                 await response.write(_sse(None, payload, "notice"))
                 continue
-            if sent:
-                parts = eid.split("-")
-                if (int(parts[1]), int(parts[2])) in sent:
+            if resume is not None:
+                # after a resume, the live feed's look-back can repeat what came before the id
+                obs, ts_ns, seq = (int(part) for part in eid.split("-"))
+                if (obs, ts_ns, seq) <= resume or (ts_ns, seq) in sent:
                     continue
             await response.write(_sse(eid, payload))
         return response
