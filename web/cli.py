@@ -9,8 +9,7 @@ import sys
 from collections.abc import Iterable, Sequence
 
 from aiohttp import web
-
-from flightlog.schema.settings import SETTINGS, Settings, env_name
+from flightlog.schema.settings import SETTINGS, Settings, env_name, flag
 from flightlog.schema.store import StoreError
 
 ROLES = {
@@ -33,9 +32,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def add_setting_flags(parser: argparse.ArgumentParser) -> None:
     for setting in SETTINGS:
-        flag = "--" + setting.name.replace("_", "-")
+        option = "--" + setting.name.replace("_", "-")
+        if setting.type is flag:  # an on/off switch: `--insecure`, no value
+            parser.add_argument(option, dest=setting.name, action="store_const", const=True, default=None,
+                                help=f"{setting.help} (env {env_name(setting.name)}=1)")
+            continue
         parser.add_argument(
-            flag,
+            option,
             dest=setting.name,
             type=setting.type,
             default=None,
@@ -66,6 +69,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"flightlog {args.command}: the single-role command needs --clickhouse-url "
               "(the embedded store belongs to one process: use `flightlog serve`)", file=sys.stderr)
         return 2
+    refusal = open_server_refusal(settings)
+    if refusal:
+        print(refusal, file=sys.stderr)
+        return 2
     try:
         _install_uvloop()
         asyncio.run(run_server(settings, roles))
@@ -76,6 +83,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"flightlog: cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc}", file=sys.stderr)
         return 1
     return 0
+
+
+def open_server_refusal(settings: Settings) -> str | None:
+    """Why the server must not start (no keys, not on loopback, no --insecure), or None."""
+    from flightlog.web.auth import is_loopback
+
+    if settings.insecure or is_loopback(settings.host):
+        return None
+    if settings.clickhouse_url:
+        return None  # keys live in the server's table; checked once the store is open (run_server)
+    from flightlog.schema.keys import KeyFile
+
+    if any(k.active for k in KeyFile(settings.data_dir).load()):
+        return None
+    return (
+        f"flightlog: refusing to listen on {settings.host} with no API keys: anyone who can reach it could read "
+        "and write every line.\n  Create a key first:  flightlog keys create --tenant <name> --scope admin\n"
+        "  or bind to 127.0.0.1, or pass --insecure to run open on purpose."
+    )
 
 
 def _install_uvloop() -> None:
@@ -93,6 +119,12 @@ async def run_server(settings: Settings, roles: set[str]) -> None:
     runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=10)
     await runner.setup()
     try:
+        from flightlog.web.auth import AUTH
+
+        auth = app[AUTH]
+        if auth.running_open and not auth.open_allowed:
+            raise StoreError(f"refusing to listen on {settings.host}: the api_keys table holds no keys "
+                             "(create one with `flightlog keys create`, or pass --insecure)")
         site = web.TCPSite(runner, settings.host, settings.port)
         await site.start()
         stop = asyncio.Event()
@@ -117,7 +149,21 @@ def banner(settings: Settings, roles: set[str], site: web.TCPSite) -> str:
         lines.append(f"  UI:     http://{host}:{port}/")
     if "ingest" in roles:
         lines.append(f"  ingest: POST http://{host}:{port}/api/v1/logs")
+    lines.append(auth_line(site))
     return "\n".join(lines)
+
+
+def auth_line(site: web.TCPSite) -> str:
+    from flightlog.web.auth import AUTH
+
+    auth = site._runner.app.get(AUTH)
+    if auth is None:
+        return "  auth:   unknown"
+    if auth.running_open:
+        where = "on loopback" if not auth.settings.insecure else "--insecure"
+        return (f"  auth:   OPEN ({where}): no API keys, anyone who can connect reads and writes every line; "
+                "`flightlog keys create` turns keys on")
+    return f"  auth:   API keys required ({auth.ring.active_count} active)"
 
 
 if __name__ == "__main__":

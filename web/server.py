@@ -30,13 +30,19 @@ def create_app(
     unknown = roles - ALL_ROLES
     if unknown:
         raise ValueError(f"unknown roles {sorted(unknown)}; choose from {sorted(ALL_ROLES)}")
+    from flightlog.web.auth import auth_middleware, setup_auth
+    from flightlog.web.security_headers import setup_security_headers
+
     app = FlightlogApplication(
         client_max_size=settings.max_body_bytes,
-        middlewares=[error_middleware],
+        # errors outermost, so auth's refusals render like every other error
+        middlewares=[error_middleware, auth_middleware],
     )
     app[SETTINGS] = settings
     app[EXTRAS] = {"roles": roles}
     app.cleanup_ctx.append(_store_context(store))
+    setup_auth(app, with_pages="query" in roles)  # after the store: keys may live in it
+    setup_security_headers(app)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     if "ingest" in roles:
@@ -66,6 +72,12 @@ with warnings.catch_warnings():
 
         def _make_handler(self, **kwargs):
             kwargs["auto_decompress"] = False
+            settings = self.get(SETTINGS)
+            if settings is not None:
+                # aiohttp closes a connection whose request headers are not complete when this
+                # runs out (counted from the connection's start or the last response), so a
+                # client trickling headers is cut off; it is also the idle keep-alive time.
+                kwargs.setdefault("keepalive_timeout", settings.header_timeout)
             return super()._make_handler(**kwargs)
 
 
