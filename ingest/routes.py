@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Mapping, Sequence
 
 import orjson
@@ -14,6 +15,7 @@ from flightlog.ingest.decompress import decompress, too_large
 from flightlog.ingest.limits import MAX_ERRORS_LISTED, IngestError, Limits
 from flightlog.ingest.metrics import METRICS, setup_metrics
 from flightlog.ingest.protocols import jsonlines, text
+from flightlog.ingest.ratelimit import charge_lines
 from flightlog.web.keys import BATCHER, SETTINGS, STORE, tenant_of
 
 LIMITS = web.AppKey("ingest_limits", Limits)
@@ -71,7 +73,11 @@ def request_defaults(request: web.Request) -> dict[str, str]:
 async def read_body(request: web.Request, limits: Limits) -> bytes:
     """The body, decompressed by us within `max_body_bytes` (see flightlog.ingest.decompress)."""
     try:
-        raw = await request.read()
+        # aiohttp has no time limit on a body; a client trickling one in is cut off here
+        async with asyncio.timeout(request.app[SETTINGS].body_timeout):
+            raw = await request.read()
+    except TimeoutError:
+        raise IngestError(408, "the request body did not arrive in time; send it faster or in smaller batches") from None
     except HTTPRequestEntityTooLarge:
         raise too_large(limits.max_body_bytes) from None
     except Exception as exc:  # the client went away or sent a broken chunked body
@@ -117,6 +123,7 @@ async def deliver(app: web.Application, chunk: Chunk, errors: Sequence[LineError
         metrics.rejected(e.error for e in errors)
     if not chunk.count:
         return
+    charge_lines(chunk.count)  # the sending key's lines/s limit (flightlog.ingest.ratelimit)
     batcher = app[BATCHER]
     try:
         await batcher.append(chunk)

@@ -303,7 +303,6 @@ async def _read_small_body(request: web.Request) -> None:
         async with asyncio.timeout(request.app[SETTINGS].body_timeout):
             await request.read()
     except TimeoutError:
-        request.protocol.force_close()
         raise ApiError(408, "the request body did not arrive in time") from None
     except web.HTTPRequestEntityTooLarge:
         raise ApiError(413, "the request body is too large") from None
