@@ -252,6 +252,7 @@ class KeyRing:
     source: KeySource
     _by_hash: dict[str, ApiKey] = field(default_factory=dict)
     _active: int = 0
+    _ever: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _loaded: bool = False
 
@@ -260,6 +261,7 @@ class KeyRing:
         with self._lock:
             self._by_hash = {r.hash: r for r in records if r.active}
             self._active = len(self._by_hash)
+            self._ever = len(records)
             self._loaded = True
 
     def refresh(self) -> None:
@@ -280,3 +282,8 @@ class KeyRing:
     @property
     def active_count(self) -> int:
         return self._active
+
+    @property
+    def ever_had_keys(self) -> bool:
+        """Once a key was created, auth stays on: revoking the last key must not open the server."""
+        return self._ever > 0

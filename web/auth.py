@@ -82,7 +82,7 @@ class Auth:
 
     @property
     def running_open(self) -> bool:
-        return self.ring.active_count == 0
+        return not self.ring.ever_had_keys
 
     def new_session(self, key: ApiKey) -> Session:
         now = time.time()

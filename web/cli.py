@@ -95,7 +95,7 @@ def open_server_refusal(settings: Settings) -> str | None:
         return None  # keys live in the server's table; checked once the store is open (run_server)
     from flightlog.schema.keys import KeyFile
 
-    if any(k.active for k in KeyFile(settings.data_dir).load()):
+    if KeyFile(settings.data_dir).load():
         return None
     return (
         f"flightlog: refusing to listen on {settings.host} with no API keys: anyone who can reach it could read "
