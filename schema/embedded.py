@@ -48,13 +48,21 @@ class EmbeddedStore:
             _open_dirs.add(str(data_dir))
         self.data_dir = data_dir
         self._closed = False
+        # chDB keeps query parameters on the session: two parameterised queries from two threads
+        # can swap values (measured: a query ran with another thread's {p:String}, or failed with
+        # "Substitution `p` is not set"), which across tenants would be a leak. Parameterised
+        # calls take turns; queries without parameters still run alongside them.
+        self._params_lock = threading.Lock()
 
     def _run(self, sql: str, params: Mapping[str, Any] | None, fmt: str) -> Any:
         if self._closed:
             raise StoreError("the store is closed")
         text_params = {k: param_text(v) for k, v in (params or {}).items()}
         try:
-            return self._session.query(sql, fmt, params=text_params or None)
+            if not text_params:
+                return self._session.query(sql, fmt)
+            with self._params_lock:
+                return self._session.query(sql, fmt, params=text_params)
         except Exception as exc:  # chDB raises RuntimeError/ChdbError subclasses
             raise StoreError(_clean_message(str(exc)), _error_code(str(exc))) from None
 
@@ -78,7 +86,8 @@ class EmbeddedStore:
         merged = {**SETTINGS_QUERY, **(settings or {})}
         text_params = {k: param_text(v) for k, v in (params or {}).items()}
         try:
-            stream = self._session.send_query(sql + settings_clause(merged), fmt, params=text_params or None)
+            with self._params_lock:  # parameters are bound when the query is sent
+                stream = self._session.send_query(sql + settings_clause(merged), fmt, params=text_params or None)
         except TypeError:
             stream = None
         except Exception as exc:

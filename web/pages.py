@@ -15,10 +15,10 @@ from urllib.parse import quote, urlencode
 
 import jinja2
 from aiohttp import web
-from flightlog.query import context, hosts, search, timeline, trails
+from flightlog.query import context, hosts, timeline, trails
 from flightlog.query.context import parse_ref
 from flightlog.query.lines import Cursor
-from flightlog.query.params import search_params, trail_params
+from flightlog.query.params import trail_params
 from flightlog.query.search import FIELDS
 from flightlog.query.timefmt import format_ns, parse_ns
 from flightlog.web.errors import ApiError
@@ -258,45 +258,13 @@ async def hosts_page(request: web.Request) -> web.Response:
     )
 
 
-@_page
-async def search_page(request: web.Request) -> web.Response:
-    q = request.query.get("q", "")
-    context: dict[str, Any] = {
-        "title": "Search",
-        "q": q,
-        "from_text": request.query.get("from", ""),
-        "to_text": request.query.get("to", ""),
-        "lines": [],
-        "next_url": None,
-        "first_url": None,
-        "error": None,
-        "searched": bool(q or request.query.get("from") or request.query.get("to")),
-        "window": None,
-    }
-    try:
-        params = search_params(request.query, default_limit=SEARCH_PAGE_LINES)
-    except ApiError as exc:
-        context["error"] = exc.message
-        context["position"] = exc.details.get("position")
-        return render(request, "search.html", status=exc.status, **context)
-    store, tenant = request.app[STORE], tenant_of(request)
-    result = await run_in_store_thread(
-        request.app, lambda: search.search(store, tenant, params.parsed, **params.as_kwargs())
-    )
-    context["lines"] = result["lines"]
-    context["window"] = (result["from"], result["to"])
-    if result["next_cursor"]:
-        context["next_url"] = with_cursor(url_with(request), result["next_cursor"])
-    if params.cursor:
-        context["first_url"] = url_with(request)
-    return render(request, "search.html", **context)
-
-
 def setup_pages(app: web.Application) -> None:
     app.router.add_get("/", index_page)
     app.router.add_get("/builds/{id}", _trail_page("build"))
     app.router.add_get("/deploys/{id}", _trail_page("deploy"))
-    app.router.add_get("/search", search_page)
+    from flightlog.web.search_pages import setup_search_pages  # it imports this module
+
+    setup_search_pages(app)  # /search, /tail, /sql
     app.router.add_get("/context", context_page)
     app.router.add_get("/hosts", hosts_page)
     app.router.add_static("/static/", STATIC, append_version=False)
