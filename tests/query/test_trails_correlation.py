@@ -302,3 +302,10 @@ def test_migrations_backfill_lines_that_were_there_before_them(tmp_path):
         assert store.query("SELECT sum(lines) FROM host_summary").scalar() == len(fleet.lines)
     finally:
         store.close()
+
+
+def test_correlation_tables_follow_the_retention_setting(store):
+    apply_migrations(store, 90)
+    for table in ("trail_lines", "id_lines", "id_hosts", "id_summary", "host_ids", "host_summary"):
+        ddl = store.query(f"SHOW CREATE TABLE {table}").scalar()
+        assert "toIntervalDay(90)" in ddl, table
