@@ -78,6 +78,9 @@ with warnings.catch_warnings():
                 # runs out (counted from the connection's start or the last response), so a
                 # client trickling headers is cut off; it is also the idle keep-alive time.
                 kwargs.setdefault("keepalive_timeout", settings.header_timeout)
+                # after an early answer (408, 413 …) the unread rest of a body is drained this
+                # long at most before the connection is closed (aiohttp's default is 10 s)
+                kwargs.setdefault("lingering_time", min(2.0, settings.body_timeout))
             return super()._make_handler(**kwargs)
 
 

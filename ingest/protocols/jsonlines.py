@@ -16,6 +16,9 @@ from flightlog.ingest.normalize import CHUNK_KEY, TIMESTAMP_KEYS
 
 # Keys a line carries beside its attributes; a line may have this many more keys than attributes.
 _FIELD_ALLOWANCE = 24
+# Deepest nesting a line may have. orjson reads any depth, but the engine drops a line nested
+# past its own limit without a word, so such a line is refused here, with its number.
+MAX_DEPTH = 100
 
 
 def parse(
@@ -84,6 +87,8 @@ def _check(line: bytes, parsed: object, limits: Limits) -> str | None:
         return "empty object: a line needs at least a message"
     if CHUNK_KEY in parsed:
         return "keys starting with \\u0001 are reserved"
+    if _too_deep(line, parsed):
+        return f"line nests objects or arrays deeper than {MAX_DEPTH} levels"
     attrs = parsed.get("attrs")
     count = len(parsed) + (len(attrs) if isinstance(attrs, dict) else 0)
     if count > limits.max_attributes + _FIELD_ALLOWANCE:
@@ -93,6 +98,21 @@ def _check(line: bytes, parsed: object, limits: Limits) -> str | None:
         if value is not None:
             return _check_timestamp(key, value)
     return None
+
+
+def _too_deep(line: bytes, parsed: object) -> bool:
+    if line.count(b"{") + line.count(b"[") <= MAX_DEPTH:  # C-speed: most lines stop here
+        return False
+    stack = [(parsed, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            return True
+        if isinstance(value, dict):
+            stack.extend((v, depth + 1) for v in value.values() if isinstance(v, (dict, list)))
+        elif isinstance(value, list):
+            stack.extend((v, depth + 1) for v in value if isinstance(v, (dict, list)))
+    return False
 
 
 def _check_timestamp(key: str, value: object) -> str | None:
