@@ -25,7 +25,7 @@ class EmbeddedStore:
     kind = "embedded"
 
     def __init__(self, data_dir: Path) -> None:
-        from chdb import session
+        import chdb
 
         data_dir = Path(data_dir).resolve()
         data_dir.mkdir(parents=True, exist_ok=True)
@@ -37,8 +37,10 @@ class EmbeddedStore:
                     f"this process already has an embedded store open at {sorted(_open_dirs)[0]}; "
                     "chDB allows one data directory per process"
                 )
+            self._path = str(data_dir / "clickhouse")
             try:
-                self._session = session.Session(str(data_dir / "clickhouse"))
+                # The first connection owns the directory for the life of the store.
+                self._owner = chdb.connect(self._path)
             except Exception as exc:
                 raise StoreError(
                     f"cannot open the embedded store in {data_dir}: another process (a running "
@@ -48,21 +50,34 @@ class EmbeddedStore:
             _open_dirs.add(str(data_dir))
         self.data_dir = data_dir
         self._closed = False
-        # chDB keeps query parameters on the session: two parameterised queries from two threads
-        # can swap values (measured: a query ran with another thread's {p:String}, or failed with
-        # "Substitution `p` is not set"), which across tenants would be a leak. Parameterised
-        # calls take turns; queries without parameters still run alongside them.
-        self._params_lock = threading.Lock()
+        # chDB keeps query parameters on a connection: two parameterised queries on one
+        # connection from two threads can swap values (measured: a query ran with another
+        # thread's {p:String}), which across tenants would be a leak. Every thread gets a
+        # connection of its own to the same engine, so reads never wait for an insert either.
+        self._local = threading.local()
+        self._connections: list[Any] = [self._owner]
+        self._connections_lock = threading.Lock()
+
+    def _connection(self) -> Any:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            import chdb
+
+            conn = chdb.connect(self._path)
+            with self._connections_lock:
+                if self._closed:
+                    conn.close()
+                    raise StoreError("the store is closed")
+                self._connections.append(conn)
+            self._local.conn = conn
+        return conn
 
     def _run(self, sql: str, params: Mapping[str, Any] | None, fmt: str) -> Any:
         if self._closed:
             raise StoreError("the store is closed")
         text_params = {k: param_text(v) for k, v in (params or {}).items()}
         try:
-            if not text_params:
-                return self._session.query(sql, fmt)
-            with self._params_lock:
-                return self._session.query(sql, fmt, params=text_params)
+            return self._connection().query(sql, fmt, params=text_params or None)
         except Exception as exc:  # chDB raises RuntimeError/ChdbError subclasses
             raise StoreError(_clean_message(str(exc)), _error_code(str(exc))) from None
 
@@ -85,27 +100,31 @@ class EmbeddedStore:
     ) -> Iterator[bytes]:
         merged = {**SETTINGS_QUERY, **(settings or {})}
         text_params = {k: param_text(v) for k, v in (params or {}).items()}
+        if self._closed:
+            raise StoreError("the store is closed")
+        import chdb
+
+        # A stream gets a connection of its own: its chunks may be fetched from any thread,
+        # and its connection must not serve another query meanwhile.
+        conn = chdb.connect(self._path)
         try:
-            with self._params_lock:  # parameters are bound when the query is sent
-                stream = self._session.send_query(sql + settings_clause(merged), fmt, params=text_params or None)
-        except TypeError:
-            stream = None
-        except Exception as exc:
-            raise StoreError(_clean_message(str(exc)), _error_code(str(exc))) from None
-        if stream is None:
-            yield self._run(sql + settings_clause(merged), params, fmt).bytes()
-            return
-        try:
-            for chunk in stream:
-                data = chunk.bytes()
-                if data:
-                    yield data
-        except Exception as exc:
-            raise StoreError(_clean_message(str(exc)), _error_code(str(exc))) from None
+            try:
+                stream = conn.send_query(sql + settings_clause(merged), fmt, params=text_params or None)
+            except Exception as exc:
+                raise StoreError(_clean_message(str(exc)), _error_code(str(exc))) from None
+            try:
+                for chunk in stream:
+                    data = chunk.bytes()
+                    if data:
+                        yield data
+            except Exception as exc:
+                raise StoreError(_clean_message(str(exc)), _error_code(str(exc))) from None
+            finally:
+                close = getattr(stream, "close", None)
+                if close:
+                    close()
         finally:
-            close = getattr(stream, "close", None)
-            if close:
-                close()
+            conn.close()
 
     def command(
         self,
@@ -121,9 +140,12 @@ class EmbeddedStore:
         data_file: Path,
         params: Mapping[str, Any],
         settings: Mapping[str, Any] | None = None,
+        fmt: str = "LineAsString",
+        structure: str = "line String",
     ) -> None:
         path = str(Path(data_file).resolve()).replace("\\", "\\\\").replace("'", "\\'")
-        source = f"file('{path}', LineAsString, 'line String')"
+        structure = structure.replace("\\", "\\\\").replace("'", "\\'")
+        source = f"file('{path}', {fmt}, '{structure}')"
         sql = select_template.replace("{source}", source).replace("{settings}", settings_clause(settings))
         self._run(sql, params, "CSV")
 
@@ -136,9 +158,13 @@ class EmbeddedStore:
     def close(self) -> None:
         if self._closed:
             return
-        self._closed = True
+        with self._connections_lock:
+            self._closed = True
+            connections, self._connections = self._connections, []
         try:
-            self._session.close()
+            # The owner last: closing it shuts the engine down.
+            for conn in reversed(connections):
+                conn.close()
         finally:
             with _open_lock:
                 _open_dirs.discard(str(self.data_dir))
