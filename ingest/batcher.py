@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -22,9 +23,15 @@ from pathlib import Path
 
 import orjson
 from flightlog.ingest.chunk import Chunk
-from flightlog.ingest.normalize import DEFAULTABLE, select_rows_sql
-from flightlog.ingest.wal import Segment, Wal, WalFull, segment_number
-from flightlog.schema.store import Store, StoreError
+from flightlog.ingest.normalize import (
+    DEFAULTABLE,
+    FLAT_READ_SETTINGS,
+    HEADER_KEY,
+    flat_source_structure,
+    select_rows_sql,
+)
+from flightlog.ingest.wal import Segment, Wal, WalFull, segment_kind, segment_number
+from flightlog.schema.store import Store, StoreError, sql_literal
 
 __all__ = ["Batch", "Batcher", "WalFull", "insert_template"]
 
@@ -47,7 +54,32 @@ RETRY_MAX_DELAY = 10.0
 STOP_TIMEOUT = 60.0
 
 
-def insert_template() -> str:
+FLAT_KIND = "f"  # segments of simple lines, read by the engine's JSON reader
+
+
+_PARAM = re.compile(r"\{(\w+):([A-Za-z0-9_(), ]+)\}")
+
+
+def inline_params(sql: str, params: dict[str, object]) -> str:
+    """Put our batch parameters into the SQL as typed literals (escaped by sql_literal).
+
+    chDB binds `{name:Type}` parameters on its shared connection, so two threads querying
+    at once can run with each other's values (measured); an insert must never take another
+    batch's tenants, so its values travel inside its own statement."""
+
+    def literal(match: re.Match) -> str:
+        # Braces only occur inside string values here; as hex escapes they cannot be taken
+        # for the store's own `{source}` / `{settings}` holes.
+        text = sql_literal(params[match.group(1)]).replace("{", "\\x7B").replace("}", "\\x7D")
+        return f"CAST({text} AS {match.group(2)})"
+
+    return _PARAM.sub(literal, sql)
+
+
+def insert_template(flat: bool = False) -> str:
+    if flat:
+        source = f"(SELECT * FROM {{source}} WHERE `{HEADER_KEY}` IS NULL)"
+        return "INSERT INTO logs {settings} " + select_rows_sql(source, flat=True)
     source = f"(SELECT line FROM {{source}} WHERE NOT startsWith(line, '{_HEADER_SQL}'))"
     return "INSERT INTO logs {settings} " + select_rows_sql(source)
 
@@ -57,6 +89,7 @@ class Batch:
     number: int
     path: Path
     segment: Segment | None = None
+    flat: bool = False
     started: float = field(default_factory=time.monotonic)
     lines: int = 0
     tenants: list[str] = field(default_factory=list)
@@ -95,7 +128,7 @@ class Batch:
     @classmethod
     def from_file(cls, path: Path) -> Batch:
         """Rebuild a sealed batch's parameters from the headers in its file."""
-        batch = cls(number=segment_number(path), path=path)
+        batch = cls(number=segment_number(path), path=path, flat=segment_kind(path) == FLAT_KIND)
         with path.open("rb") as f:
             for line in f:
                 if line.startswith(HEADER_PREFIX):
@@ -132,8 +165,9 @@ class Batcher:
         self.max_age = max_age_ms / 1000
         self.inserts_in_flight = inserts_in_flight
         self.metrics = metrics
-        self._template = insert_template()
-        self._current: Batch | None = None
+        self._templates = {False: insert_template(), True: insert_template(flat=True)}
+        self._flat_structure = flat_source_structure()
+        self._current: dict[bool, Batch] = {}  # one open batch per kind (flat or not)
         self._sealed: asyncio.Queue[Batch] = asyncio.Queue()
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
@@ -144,6 +178,7 @@ class Batcher:
         self.store_failing = False
         self._stopping = False
         self._in_flight: set[asyncio.Future] = set()
+        self._slot_free = asyncio.Event()
         self.stats = {"lines_inserted": 0, "batches_inserted": 0, "insert_errors": 0}
 
     async def start(self) -> None:
@@ -165,22 +200,22 @@ class Batcher:
         """Write the chunk to the WAL and return once it is durable. Raises WalFull."""
         if chunk.count == 0:
             return
-        batch = self._current or self._open_batch()
+        batch = self._current.get(chunk.simple) or self._open_batch(chunk.simple)
         data = batch.add_chunk(chunk)
         if not self.wal.has_room(len(data)):
             self._undo_chunk(batch, chunk)
             raise WalFull(f"the write-ahead log holds {self.wal.bytes} bytes, its limit")
         self.wal.write(batch.segment, data)
         if batch.lines >= self.max_lines:
-            self._seal()
+            self._seal(batch)
         else:
             self._wake.set()
         await self.wal.durable()
 
     async def flush(self) -> None:
         """Seal the current batch and wait until every sealed batch is in the store."""
-        if self._current is not None:
-            self._seal()
+        for batch in list(self._current.values()):
+            self._seal(batch)
         await self._drained.wait()
 
     async def stop(self, timeout: float = STOP_TIMEOUT) -> None:
@@ -202,10 +237,11 @@ class Batcher:
     def pending_batches(self) -> int:
         return self._pending
 
-    def _open_batch(self) -> Batch:
-        segment = self.wal.open_segment()
-        self._current = Batch(number=segment.number, path=segment.path, segment=segment)
-        return self._current
+    def _open_batch(self, flat: bool) -> Batch:
+        segment = self.wal.open_segment(FLAT_KIND if flat else "")
+        batch = Batch(number=segment.number, path=segment.path, segment=segment, flat=flat)
+        self._current[flat] = batch
+        return batch
 
     @staticmethod
     def _undo_chunk(batch: Batch, chunk: Chunk) -> None:
@@ -215,8 +251,8 @@ class Batcher:
             batch.defaults[name].pop()
         batch.lines -= chunk.count
 
-    def _seal(self) -> None:
-        batch, self._current = self._current, None
+    def _seal(self, batch: Batch) -> None:
+        del self._current[batch.flat]
         if batch.lines == 0:  # opened, then every chunk was refused: nothing to insert
             self.wal.seal(batch.segment)
             self._pending += 1
@@ -236,34 +272,48 @@ class Batcher:
         self._drained.clear()
         self._sealed.put_nowait(batch)
 
+    def _busy(self) -> int:
+        return len(self._in_flight) + self._sealed.qsize()
+
     def _done(self) -> None:
+        self._slot_free.set()
         self._pending -= 1
         if self._pending == 0:
             self._drained.set()
 
     async def _sealer(self) -> None:
         while True:
-            batch = self._current
-            if batch is None:
+            if not self._current:
                 self._wake.clear()
                 await self._wake.wait()
                 continue
+            batch = min(self._current.values(), key=lambda b: b.started)
             remaining = batch.started + self.max_age - time.monotonic()
             if remaining > 0:
                 await asyncio.sleep(remaining)
-            if self._current is batch:
-                self._seal()
+            # While every insert slot is busy, a batch past its age keeps growing (up to
+            # max_lines) instead of queueing: fewer, larger inserts when the store is the
+            # bottleneck, and the line waits no longer than it would in the queue.
+            while self._current.get(batch.flat) is batch and self._busy() >= self.inserts_in_flight:
+                self._slot_free.clear()
+                await self._slot_free.wait()
+            if self._current.get(batch.flat) is batch:
+                self._seal(batch)
 
     async def _inserter(self) -> None:
         loop = asyncio.get_running_loop()
-        in_flight = self._in_flight
         while True:
             batch = await self._sealed.get()
-            while len(in_flight) >= self.inserts_in_flight:
-                done, _ = await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
-                in_flight.difference_update(done)
+            while len(self._in_flight) >= self.inserts_in_flight:
+                self._slot_free.clear()
+                await self._slot_free.wait()
             task = asyncio.ensure_future(self._insert_with_retry(loop, batch))
-            in_flight.add(task)
+            self._in_flight.add(task)
+            task.add_done_callback(self._insert_finished)
+
+    def _insert_finished(self, task: asyncio.Future) -> None:
+        self._in_flight.discard(task)
+        self._slot_free.set()
 
     async def _insert_with_retry(self, loop: asyncio.AbstractEventLoop, batch: Batch) -> None:
         await batch.segment.closed.wait()
@@ -296,4 +346,9 @@ class Batcher:
 
     def _insert(self, batch: Batch) -> None:
         settings = {**INSERT_SETTINGS, "insert_deduplication_token": batch.token}
-        self.store.insert_lines(self._template, batch.path, batch.params(), settings)
+        sql = inline_params(self._templates[batch.flat], batch.params())
+        if batch.flat:
+            self.store.insert_lines(sql, batch.path, {}, {**settings, **FLAT_READ_SETTINGS},
+                                    fmt="JSONEachRow", structure=self._flat_structure)
+        else:
+            self.store.insert_lines(sql, batch.path, {}, settings)

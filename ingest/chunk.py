@@ -32,6 +32,9 @@ class Chunk:
     tenant: str = "default"
     defaults: dict[str, str] = field(default_factory=dict)
     observed_ns: int = field(default_factory=time.time_ns)
+    # Every line is simple (normalize.is_simple_line): the engine may read the chunk with its
+    # JSON reader instead of the general per-key path. False is always safe.
+    simple: bool = False
 
     @classmethod
     def from_rows(
@@ -41,8 +44,12 @@ class Chunk:
         defaults: Mapping[str, str] | None = None,
     ) -> Chunk:
         """A chunk of rows a protocol parser built (canonical field names, `attrs` a dict)."""
-        encoded = [orjson.dumps(row) for row in rows if row]
-        return cls(b"\n".join(encoded), len(encoded), tenant, dict(defaults or {}))
+        from flightlog.ingest.normalize import is_simple_line
+
+        rows = [row for row in rows if row]
+        encoded = [orjson.dumps(row) for row in rows]
+        simple = all(is_simple_line(line, row) for line, row in zip(encoded, rows))
+        return cls(b"\n".join(encoded), len(encoded), tenant, dict(defaults or {}), simple=simple)
 
 
 @dataclass

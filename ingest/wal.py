@@ -54,6 +54,11 @@ def segment_number(path: Path) -> int:
     return int(path.name.split("-", 1)[0].split(".", 1)[0])
 
 
+def segment_kind(path: Path) -> str:
+    parts = path.name[: -len(SEGMENT_SUFFIX)].split("-")
+    return parts[2] if len(parts) > 2 else ""
+
+
 class Wal:
     def __init__(self, directory: Path, fsync: str = "always", max_bytes: int = 1 << 30) -> None:
         if fsync not in FSYNC_MODES:
@@ -103,11 +108,13 @@ class Wal:
 
     # -- writing ----------------------------------------------------------------------------
 
-    def open_segment(self) -> Segment:
+    def open_segment(self, kind: str = "") -> Segment:
+        """A new segment; `kind` (a few letters) ends its name, so a replay knows how to read it."""
         number = max(time.time_ns() // 1_000_000, self._last_number + 1)
         self._last_number = number
         # The random part keeps ids unique across restarts even if the clock steps back.
-        path = self.directory / f"{number:016d}-{secrets.token_hex(4)}{SEGMENT_SUFFIX}"
+        tail = f"-{kind}" if kind else ""
+        path = self.directory / f"{number:016d}-{secrets.token_hex(4)}{tail}{SEGMENT_SUFFIX}"
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
         segment = Segment(number=number, path=path, fd=fd)
         self._open.append(segment)

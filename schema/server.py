@@ -79,14 +79,17 @@ class ServerStore:
         data_file: Path,
         params: Mapping[str, Any],
         settings: Mapping[str, Any] | None = None,
+        fmt: str = "LineAsString",
+        structure: str = "line String",
     ) -> None:
         # The server cannot read our files: the lines travel in the request body and the
         # same SELECT reads them through input().
-        sql = select_template.replace("{source}", "input('line String')").replace("{settings}", "")
+        quoted = structure.replace("\\", "\\\\").replace("'", "\\'")
+        sql = select_template.replace("{source}", f"input('{quoted}')").replace("{settings}", "")
         data = Path(data_file).read_bytes()
         try:
             self._client.command(
-                sql + " FORMAT LineAsString",
+                sql + f" FORMAT {fmt}",
                 parameters=dict(params),
                 data=data,
                 settings=dict(settings or {}),

@@ -83,9 +83,12 @@ class Store(Protocol):
         data_file: Path,
         params: Mapping[str, Any],
         settings: Mapping[str, Any] | None = None,
+        fmt: str = "LineAsString",
+        structure: str = "line String",
     ) -> None:
         """Run `select_template` (an INSERT … SELECT with a `{source}` hole) over the lines
-        of `data_file`, exposed to SQL as a table with one String column `line`."""
+        of `data_file`, exposed to SQL as a table with one String column `line` (or read in
+        format `fmt` with columns `structure`)."""
         ...
 
     def insert_rows(self, table: str, rows: Sequence[Mapping[str, Any]]) -> None: ...

@@ -87,3 +87,25 @@ async def test_too_many_bodies_in_flight_are_refused_before_they_are_read(slow_c
     refused = [r for r in results if r.status == 429]
     assert all(r.headers["Retry-After"] == "1" for r in refused)
     assert "in flight" in (await refused[0].json())["error"]
+
+
+async def test_a_batch_held_back_while_inserts_are_busy_goes_in_when_a_slot_frees(store, tmp_path):
+    from flightlog.ingest.batcher import Batcher
+    from flightlog.ingest.chunk import Chunk
+
+    slow = FlakyStore(store)
+    slow.insert_delay = 0.3
+    batcher = Batcher(slow, tmp_path / "wal", max_age_ms=10, inserts_in_flight=1)
+    await batcher.start()
+    try:
+        await batcher.append(Chunk(b'{"msg":"first"}', 1))
+        await asyncio.sleep(0.1)  # the first batch is being inserted: the only slot is busy
+        await batcher.append(Chunk(b'{"msg":"second"}', 1))
+        await batcher.append(Chunk(b'{"msg":"third"}', 1, simple=True))
+        for _ in range(200):  # no flush: age and the freed slot alone must get them in
+            if store.query("SELECT count() FROM logs").scalar() == 3:
+                break
+            await asyncio.sleep(0.05)
+        assert store.query("SELECT count() FROM logs").scalar() == 3
+    finally:
+        await batcher.stop()

@@ -98,7 +98,7 @@ async def test_a_batch_inserted_but_not_deleted_is_not_inserted_again(store, set
     batcher = Batcher(store, wal_dir, max_age_ms=10_000)
     await batcher.start()
     await batcher.append(Chunk(b'{"msg":"once-a"}\n{"msg":"once-b"}', 2))
-    segment_path = batcher._current.path
+    segment_path = next(iter(batcher._current.values())).path
     saved = tmp_path / "saved.ndjson"
     shutil.copy(segment_path, saved)
     await batcher.stop()  # inserts and deletes the segment
