@@ -155,6 +155,8 @@ def expanded_trail(
         params,
     ).rows
     rows = _full_lines(store, tenant, spots)
+    # a line gone from logs in between (retention) is left out rather than failing the page
+    spots = [spot for spot in spots if (int(spot[0]), int(spot[1])) in rows]
     lines, next_cursor = page([rows[(int(ts_ns), int(seq))] for ts_ns, seq, *_ in spots], limit)
     for line, (_ts, _seq, _service, _host, via, hop) in zip(lines, spots):
         if hop:

@@ -6,11 +6,14 @@
 -- one go; it costs disk (ZSTD over id-sorted rows compresses it well) and insert time.
 --
 -- Trace and request ids: `id_lines`, a narrow row (where the line is, its level and its other
--- ids), since nearly every line carries a trace id and copying every line again cost more at
--- insert than the expansion that reads them is worth (measured: +95% vs +35% on a 300k-line
--- insert). Expansion finds lines here and reads the few it shows from `logs`.
+-- ids), since nearly every line carries a trace id and a second wide copy of every line was the
+-- largest part of the views' insert cost (see docs/correlation.md for the measured figures).
+-- Expansion finds lines here and reads the few it shows from `logs`.
 --
--- Small granules: a 1,000-line trail reads one or two of them.
+-- Small granules: a 1,000-line trail reads one or two of them. Monthly partitions, not daily like
+-- logs: a lookup by id has no time bound, so it visits every part, and 30 daily partitions cost a
+-- 1,000-line trail more than reading it (measured: 11 parts +4 ms a query against 1). Expired rows
+-- go in merges (no ttl_only_drop_parts), so a month-wide part does not outlive the retention.
 -- Re-runnable: the views are dropped, the tables emptied and refilled from logs, then the views
 -- created; migrations run before ingest starts, so no line arrives between refill and view.
 CREATE TABLE IF NOT EXISTS trail_lines
@@ -32,10 +35,10 @@ CREATE TABLE IF NOT EXISTS trail_lines
     attrs       Map(LowCardinality(String), String) CODEC(ZSTD(1))
 )
 ENGINE = {{merge_tree}}
-PARTITION BY toDate(ts)
+PARTITION BY toYYYYMM(ts)
 ORDER BY (tenant, kind, id, ts, seq)
 TTL toDateTime(ts) + INTERVAL {{retention_days}} DAY
-SETTINGS ttl_only_drop_parts = 1, non_replicated_deduplication_window = 10000, index_granularity = 1024;
+SETTINGS non_replicated_deduplication_window = 10000, index_granularity = 1024;
 
 CREATE TABLE IF NOT EXISTS id_lines
 (
@@ -52,10 +55,10 @@ CREATE TABLE IF NOT EXISTS id_lines
     other_id    String CODEC(ZSTD(1))
 )
 ENGINE = {{merge_tree}}
-PARTITION BY toDate(ts)
+PARTITION BY toYYYYMM(ts)
 ORDER BY (tenant, kind, id, ts, seq)
 TTL toDateTime(ts) + INTERVAL {{retention_days}} DAY
-SETTINGS ttl_only_drop_parts = 1, non_replicated_deduplication_window = 10000, index_granularity = 1024;
+SETTINGS non_replicated_deduplication_window = 10000, index_granularity = 1024;
 
 DROP VIEW IF EXISTS trail_lines_mv;
 
