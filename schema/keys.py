@@ -188,14 +188,14 @@ class KeyTable:
     def __init__(self, store: Any, reload_seconds: float = 5.0) -> None:
         self.store = store
         self.reload_seconds = reload_seconds
-        self._loaded_at = 0.0
 
     def changed(self) -> bool:
-        return time.monotonic() - self._loaded_at >= self.reload_seconds
+        # A query is not for the event loop: servers reload the table from a background task
+        # (flightlog.web.auth) every `reload_seconds`, not on requests.
+        return False
 
     def load(self) -> list[ApiKey]:
         result = self.store.query(f"SELECT {self.COLUMNS} FROM api_keys FINAL ORDER BY created_at")
-        self._loaded_at = time.monotonic()
         records = []
         for row in result.dicts():
             row["created_at"] = str(row["created_at"])

@@ -104,7 +104,7 @@ def _clean_ndjson(
                 break
         else:
             continue
-        if type(value) is str and len(value) > 10 and value[4] == "-" and value[:4].isdigit():
+        if type(value) is str and len(value) > 10 and value[4] == "-" and "1970" <= value[:4] <= "2262":
             continue  # RFC 3339 and friends: the engine parses them
         if _check_timestamp(key, value) is not None:
             return None
@@ -209,6 +209,10 @@ def _check_timestamp(key: str, value: object) -> str | None:
             # RFC 3339 and friends: the engine parses them; we only refuse what is clearly not a time.
             if not text[:4].isdigit():
                 return f"{key} {value!r} is not a timestamp (RFC 3339 or epoch seconds/ms/µs/ns)"
+            if not "1970" <= text[:4] <= "2262":
+                # the engine would keep such a line only to drop it (before 1970, or past the
+                # last time the store holds): say so instead
+                return f"{key} {value!r} is outside the years 1970 to 2262 the store holds"
             return None
     if isinstance(value, (int, float)):
         if isinstance(value, float) and not math.isfinite(value):
