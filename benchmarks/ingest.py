@@ -124,7 +124,13 @@ async def send_all(url: str, bodies: list[bytes], connections: int, server_pid: 
             await asyncio.sleep(0.01)
         done = time.perf_counter()
         cpu = proc_cpu_seconds(server_pid) - cpu0
-    return {"seconds": done - started, "send_seconds": sent - started, "cpu": cpu, "statuses": statuses}
+        async with session.get(url + "/metrics") as resp:
+            text = await resp.text()
+        batches = metric(text, "flightlog_ingest_batches_inserted_total")
+        insert_seconds = metric(text, "flightlog_ingest_insert_seconds_sum")
+        fsyncs = metric(text, "flightlog_wal_fsyncs_total")
+    return {"seconds": done - started, "send_seconds": sent - started, "cpu": cpu, "statuses": statuses,
+            "batches": batches, "insert_seconds": insert_seconds, "fsyncs": fsyncs}
 
 
 def start_server(data_dir: Path, flags: list[str]) -> tuple[subprocess.Popen, str]:
@@ -234,6 +240,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"flightlog_lines_per_s: {rate:.0f}")
         print(f"flightlog_server_cpu_s_per_million: {result['cpu'] / args.lines * 1e6:.2f}")
         print(f"flightlog_server_peak_rss_mb: {peak_rss / 1e6:.0f}")
+        print(f"flightlog_batches: {result['batches']:.0f}")
+        print(f"flightlog_insert_seconds_total: {result['insert_seconds']:.2f}")
+        print(f"flightlog_wal_fsyncs: {result['fsyncs']:.0f}")
         print(f"flightlog_answers: {dict(sorted(result['statuses'].items()))}")
         print(f"flightlog_rows_stored: {total} (distinct messages {distinct})")
         print(f"engine_lines_per_s: {engine:.0f}")

@@ -151,9 +151,8 @@ def _level(flat: bool = False) -> str:
 def _attrs(flat: bool = False) -> str:
     known = ", ".join(_sql_str(k) for k in sorted(KNOWN_KEYS))
     as_text = "if(startsWith(v, '\"'), JSONExtractString(v), v)"
-    if flat:  # only known keys at the top; `attrs` is read as its raw JSON object
-        nested = f"JSONExtractKeysAndValuesRaw(ifNull({_column('attrs')}, ''))"
-        return f"mapApply((k, v) -> (k, {as_text}), mapFromArrays({nested}.1, {nested}.2))"
+    if flat:  # only known keys at the top; the reader makes `attrs` a map of text already
+        return _column("attrs")
     own = f"mapApply((k, v) -> (k, {as_text}), mapFilter((k, v) -> k NOT IN ({known}), m))"
     nested = "JSONExtractKeysAndValuesRaw(m['attrs'])"
     extra = f"mapApply((k, v) -> (k, {as_text}), mapFromArrays({nested}.1, {nested}.2))"
@@ -215,7 +214,7 @@ def _message(flat: bool = False) -> str:
 
 # --- simple lines ---------------------------------------------------------------------------
 # A line is simple when every top-level key is a known key and every value is a scalar, but
-# for `attrs`, a flat object of scalars. Such lines are read by the engine's JSONEachRow
+# for `attrs`, a flat object of scalars; and no value is null. Such lines are read by the engine's JSONEachRow
 # reader into one column per known key (select_rows_sql(flat=True)); any other line takes the
 # general path. The test is on the parsed keys and on the raw bytes: a brace or bracket inside
 # a string only sends a simple line down the general path, which is always right.
@@ -235,7 +234,7 @@ FLAT_READ_SETTINGS = {
 
 
 def is_simple_line(line: bytes, parsed: dict) -> bool:
-    if not parsed.keys() <= SIMPLE_KEYS or b"[" in line:
+    if not parsed.keys() <= SIMPLE_KEYS or b"[" in line or has_null(line):
         return False
     attrs = parsed.get("attrs")
     if attrs is None:
@@ -243,6 +242,14 @@ def is_simple_line(line: bytes, parsed: dict) -> bool:
     return type(attrs) is dict and line.count(b"{") == 2
 
 
+def has_null(data: bytes) -> bool:
+    """A JSON null somewhere (or text that looks like one: then the general path decides)."""
+    return b":null" in data or b": null" in data
+
+
 def flat_source_structure() -> str:
-    """The column list of the flat source: every known key (and the header key) as text."""
-    return ", ".join(f"{_identifier(k)} Nullable(String)" for k in _FLAT_KEYS)
+    """The column list of the flat source: every known key (and the header key) as text,
+    `attrs` as a map of text (its values are scalars, none null, in a simple line)."""
+    return ", ".join(
+        f"{_identifier(k)} {'Map(String, String)' if k == 'attrs' else 'Nullable(String)'}" for k in _FLAT_KEYS
+    )
