@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from flightlog.schema.settings import SETTINGS, env_name
 
 DOC = (Path(__file__).resolve().parent.parent / "docs" / "settings.md").read_text()

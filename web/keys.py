@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from aiohttp import web
-
 from flightlog.schema.settings import Settings
 from flightlog.schema.store import Store
 
