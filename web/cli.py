@@ -64,7 +64,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if handler is not None:
         return handler(args)
     roles, _ = ROLES[args.command]
-    settings = Settings.from_values(vars(args))
+    try:
+        settings = Settings.from_values(vars(args))
+    except ValueError as exc:  # SettingsError, or a FLIGHTLOG_* variable of the wrong type
+        print(f"flightlog {args.command}: {exc}", file=sys.stderr)
+        return 2
     if args.command != "serve" and not settings.clickhouse_url:
         print(f"flightlog {args.command}: the single-role command needs --clickhouse-url "
               "(the embedded store belongs to one process: use `flightlog serve`)", file=sys.stderr)
