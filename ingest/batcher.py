@@ -149,11 +149,11 @@ class Batcher:
         self,
         store: Store,
         spool_dir: Path,
-        max_lines: int = 100_000,
+        max_lines: int = 400_000,
         max_age_ms: int = 250,
         fsync: str = "always",
         max_bytes: int = 1 << 30,
-        inserts_in_flight: int = 2,
+        inserts_in_flight: int = 1,
         metrics=None,
     ) -> None:
         if max_lines >= 1 << SEQ_ROW_BITS:
