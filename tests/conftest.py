@@ -10,7 +10,6 @@ import os
 from pathlib import Path
 
 import pytest
-
 from flightlog.schema.embedded import EmbeddedStore
 from flightlog.schema.migrate import apply_migrations
 from flightlog.schema.settings import Settings
