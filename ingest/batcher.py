@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -31,7 +30,7 @@ from flightlog.ingest.normalize import (
     select_rows_sql,
 )
 from flightlog.ingest.wal import Segment, Wal, WalFull, segment_kind, segment_number
-from flightlog.schema.store import Store, StoreError, sql_literal
+from flightlog.schema.store import Store, StoreError
 
 __all__ = ["Batch", "Batcher", "WalFull", "insert_template"]
 
@@ -55,25 +54,6 @@ STOP_TIMEOUT = 60.0
 
 
 FLAT_KIND = "f"  # segments of simple lines, read by the engine's JSON reader
-
-
-_PARAM = re.compile(r"\{(\w+):([A-Za-z0-9_(), ]+)\}")
-
-
-def inline_params(sql: str, params: dict[str, object]) -> str:
-    """Put our batch parameters into the SQL as typed literals (escaped by sql_literal).
-
-    chDB binds `{name:Type}` parameters on its shared connection, so two threads querying
-    at once can run with each other's values (measured); an insert must never take another
-    batch's tenants, so its values travel inside its own statement."""
-
-    def literal(match: re.Match) -> str:
-        # Braces only occur inside string values here; as hex escapes they cannot be taken
-        # for the store's own `{source}` / `{settings}` holes.
-        text = sql_literal(params[match.group(1)]).replace("{", "\\x7B").replace("}", "\\x7D")
-        return f"CAST({text} AS {match.group(2)})"
-
-    return _PARAM.sub(literal, sql)
 
 
 def insert_template(flat: bool = False) -> str:
@@ -346,9 +326,11 @@ class Batcher:
 
     def _insert(self, batch: Batch) -> None:
         settings = {**INSERT_SETTINGS, "insert_deduplication_token": batch.token}
-        sql = inline_params(self._templates[batch.flat], batch.params())
+        # Tenants and defaults come from clients: they travel as query parameters, never as
+        # SQL text (the embedded store binds them on a connection of the calling thread).
+        sql, params = self._templates[batch.flat], batch.params()
         if batch.flat:
-            self.store.insert_lines(sql, batch.path, {}, {**settings, **FLAT_READ_SETTINGS},
+            self.store.insert_lines(sql, batch.path, params, {**settings, **FLAT_READ_SETTINGS},
                                     fmt="JSONEachRow", structure=self._flat_structure)
         else:
-            self.store.insert_lines(sql, batch.path, {}, settings)
+            self.store.insert_lines(sql, batch.path, params, settings)
