@@ -7,6 +7,7 @@ and closes it before the next test opens another.
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -34,3 +35,22 @@ def clickhouse_url() -> str:
     if not url:
         pytest.skip("server mode: set FLIGHTLOG_CLICKHOUSE_URL to a ClickHouse server to run this test")
     return url
+
+
+# Debian's chromium, driven by Playwright; never a browser Playwright downloads itself.
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync", "--no-first-run",
+]
+
+
+@pytest.fixture
+async def browser():
+    if not shutil.which(CHROMIUM):
+        pytest.skip("needs Debian's chromium at /usr/bin/chromium")
+    async_api = pytest.importorskip("playwright.async_api")
+    async with async_api.async_playwright() as p:
+        browser = await p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        await browser.close()

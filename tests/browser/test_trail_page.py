@@ -2,31 +2,12 @@
 
 from __future__ import annotations
 
-import shutil
-
 import pytest
 from flightlog.web.server import create_app
 
 from tests.browser.fleet import SERVICES, host_of, make_build
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--no-first-run",
-]
-
 pytestmark = pytest.mark.browser
-
-
-@pytest.fixture
-async def browser():
-    if not shutil.which(CHROMIUM):
-        pytest.skip("needs Debian's chromium at /usr/bin/chromium")
-    async_api = pytest.importorskip("playwright.async_api")
-    async with async_api.async_playwright() as p:
-        browser = await p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield browser
-        await browser.close()
 
 
 async def test_build_page_lanes_lines_and_a_lane_click_that_filters(aiohttp_server, settings, store, browser, tmp_path):

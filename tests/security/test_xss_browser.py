@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import shutil
 
 import orjson
 import pytest
@@ -11,9 +10,6 @@ from flightlog.web.server import create_app
 
 from tests.security.conftest import wait_for_rows
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run"]
 PAYLOADS = [
     "<script>alert(1)</script>",
     '"><img src=x onerror=alert(1)>',
@@ -23,17 +19,6 @@ PAYLOADS = [
 ]
 
 pytestmark = pytest.mark.browser
-
-
-@pytest.fixture
-async def browser():
-    if not shutil.which(CHROMIUM):
-        pytest.skip("needs Debian's chromium at /usr/bin/chromium")
-    async_api = pytest.importorskip("playwright.async_api")
-    async with async_api.async_playwright() as p:
-        browser = await p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield browser
-        await browser.close()
 
 
 async def test_markup_in_log_lines_renders_as_text_and_no_script_runs(aiohttp_server, settings, store, browser):
