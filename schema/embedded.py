@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -16,6 +17,9 @@ from flightlog.schema.store import (
     parse_json_compact,
     settings_clause,
 )
+
+# How long closing waits for running statements (an insert of a large batch takes seconds).
+CLOSE_WAIT_SECONDS = 120.0
 
 _open_dirs: set[str] = set()
 _open_lock = threading.Lock()
@@ -57,6 +61,8 @@ class EmbeddedStore:
         self._local = threading.local()
         self._connections: list[Any] = [self._owner]
         self._connections_lock = threading.Lock()
+        self._idle = threading.Condition()
+        self._running = 0
 
     def _connection(self) -> Any:
         conn = getattr(self._local, "conn", None)
@@ -73,13 +79,27 @@ class EmbeddedStore:
         return conn
 
     def _run(self, sql: str, params: Mapping[str, Any] | None, fmt: str) -> Any:
-        if self._closed:
-            raise StoreError("the store is closed")
         text_params = {k: param_text(v) for k, v in (params or {}).items()}
+        with self._active():
+            try:
+                return self._connection().query(sql, fmt, params=text_params or None)
+            except Exception as exc:  # chDB raises RuntimeError/ChdbError subclasses
+                raise StoreError(_clean_message(str(exc)), _error_code(str(exc))) from None
+
+    @contextlib.contextmanager
+    def _active(self) -> Iterator[None]:
+        """Count a running statement; `close` waits for them (closing a connection under a
+        running query deadlocks chDB)."""
+        with self._idle:
+            if self._closed:
+                raise StoreError("the store is closed")
+            self._running += 1
         try:
-            return self._connection().query(sql, fmt, params=text_params or None)
-        except Exception as exc:  # chDB raises RuntimeError/ChdbError subclasses
-            raise StoreError(_clean_message(str(exc)), _error_code(str(exc))) from None
+            yield
+        finally:
+            with self._idle:
+                self._running -= 1
+                self._idle.notify_all()
 
     def query(
         self,
@@ -100,31 +120,30 @@ class EmbeddedStore:
     ) -> Iterator[bytes]:
         merged = {**SETTINGS_QUERY, **(settings or {})}
         text_params = {k: param_text(v) for k, v in (params or {}).items()}
-        if self._closed:
-            raise StoreError("the store is closed")
         import chdb
 
-        # A stream gets a connection of its own: its chunks may be fetched from any thread,
-        # and its connection must not serve another query meanwhile.
-        conn = chdb.connect(self._path)
-        try:
+        with self._active():
+            # A stream gets a connection of its own: its chunks may be fetched from any
+            # thread, and its connection must not serve another query meanwhile.
+            conn = chdb.connect(self._path)
             try:
-                stream = conn.send_query(sql + settings_clause(merged), fmt, params=text_params or None)
-            except Exception as exc:
-                raise StoreError(_clean_message(str(exc)), _error_code(str(exc))) from None
-            try:
-                for chunk in stream:
-                    data = chunk.bytes()
-                    if data:
-                        yield data
-            except Exception as exc:
-                raise StoreError(_clean_message(str(exc)), _error_code(str(exc))) from None
+                try:
+                    stream = conn.send_query(sql + settings_clause(merged), fmt, params=text_params or None)
+                except Exception as exc:
+                    raise StoreError(_clean_message(str(exc)), _error_code(str(exc))) from None
+                try:
+                    for chunk in stream:
+                        data = chunk.bytes()
+                        if data:
+                            yield data
+                except Exception as exc:
+                    raise StoreError(_clean_message(str(exc)), _error_code(str(exc))) from None
+                finally:
+                    close = getattr(stream, "close", None)
+                    if close:
+                        close()
             finally:
-                close = getattr(stream, "close", None)
-                if close:
-                    close()
-        finally:
-            conn.close()
+                conn.close()
 
     def command(
         self,
@@ -155,11 +174,14 @@ class EmbeddedStore:
         body = b"\n".join(orjson.dumps(row, default=str) for row in rows).decode()
         self._run(f"INSERT INTO {table} FORMAT JSONEachRow\n{body}", None, "CSV")
 
-    def close(self) -> None:
-        if self._closed:
-            return
-        with self._connections_lock:
+    def close(self, wait: float = CLOSE_WAIT_SECONDS) -> None:
+        with self._idle:
+            if self._closed:
+                return
             self._closed = True
+            if not self._idle.wait_for(lambda: self._running == 0, timeout=wait):
+                raise StoreError(f"{self._running} statements still running after {wait:.0f}s; the store stays open")
+        with self._connections_lock:
             connections, self._connections = self._connections, []
         try:
             # The owner last: closing it shuts the engine down.

@@ -29,6 +29,19 @@ def store(settings: Settings):
     store.close()
 
 
+# Apps under test run over the `store` fixture: the store must be opened before and closed
+# after every app (closing it first would strand the batcher's last insert). Requesting
+# `store` here, ahead of the plugin's fixture, fixes that order for every test at once.
+@pytest.fixture
+def aiohttp_client(store, aiohttp_client):
+    return aiohttp_client
+
+
+@pytest.fixture
+def aiohttp_server(store, aiohttp_server):
+    return aiohttp_server
+
+
 @pytest.fixture
 def clickhouse_url() -> str:
     url = os.environ.get("FLIGHTLOG_CLICKHOUSE_URL", "")
