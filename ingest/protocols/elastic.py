@@ -52,19 +52,24 @@ def parse(
     defaults: Mapping[str, str] | None = None,
     index: str = "",
 ) -> BulkResult:
-    lines = [line for line in body.split(b"\n") if line.strip()]
+    # (line number in the body, line): numbers count blank lines too, as the client's do.
+    lines = [(n, line) for n, line in enumerate(body.split(b"\n"), 1) if line.strip()]
     rows: list[dict[str, Any]] = []
     errors: list[LineError] = []
     items: list[dict[str, Any]] = []
     seq = 0
     i = 0
     while i < len(lines):
-        number = i + 1
-        action, meta = _action(lines[i], number)
+        number, action_line = lines[i]
+        action, meta = _action(action_line, number)
         i += 1
         target = text(meta.get("_index") or index)
         doc_id = text(meta.get("_id") or "") or _new_id()
-        if action == "delete":
+        if action != "delete":  # every other action is followed by its source line
+            if i >= len(lines):
+                raise IngestError(400, f"line {number}: the {action} action has no source line after it")
+            (number, source), i = lines[i], i + 1
+        if action in ("delete", "update"):
             items.append(
                 _failed(
                     action,
@@ -72,22 +77,7 @@ def parse(
                     doc_id,
                     400,
                     "illegal_argument_exception",
-                    "flightlog stores logs append-only: delete is not supported",
-                )
-            )
-            continue
-        if i >= len(lines):
-            raise IngestError(400, f"line {number}: the {action} action has no source line after it")
-        source, i = lines[i], i + 1
-        if action == "update":
-            items.append(
-                _failed(
-                    action,
-                    target,
-                    doc_id,
-                    400,
-                    "illegal_argument_exception",
-                    "flightlog stores logs append-only: update is not supported",
+                    f"flightlog stores logs append-only: {action} is not supported",
                 )
             )
             continue
@@ -95,17 +85,17 @@ def parse(
             doc = orjson.loads(source)
         except orjson.JSONDecodeError as exc:
             doc = None
-            reason = f"failed to parse the document on line {number + 1}: {exc}"
+            reason = f"failed to parse the document on line {number}: {exc}"
         else:
             reason = "the document must be a JSON object"
         if not isinstance(doc, dict):
-            errors.append(LineError(number + 1, reason))
+            errors.append(LineError(number, reason))
             items.append(_failed(action, target, doc_id, 400, "document_parsing_exception", reason))
             continue
         row = document_row(doc, target)
         problem = check_row(row, limits)
         if problem is not None:
-            errors.append(LineError(number + 1, problem))
+            errors.append(LineError(number, problem))
             items.append(_failed(action, target, doc_id, 400, "document_parsing_exception", problem))
             continue
         rows.append(row)

@@ -324,6 +324,12 @@ def test_elastic_bulk_maps_ecs_and_answers_one_item_per_action_in_order():
     assert result.items[0]["index"]["_id"] == "1" and result.errors
 
 
+def test_elastic_bulk_errors_name_the_line_of_the_body_counting_blank_lines():
+    body = b'\n{"create": {}}\n\n{"msg": "ok"}\n{"create": {}}\n{broken\n'
+    result = elastic.parse(body, LIMITS)
+    assert [(e.line, "line 6" in e.error) for e in result.parsed.errors] == [(6, True)]
+
+
 @pytest.mark.parametrize("body", [b"not json\n{}\n", b'{"frobnicate": {}}\n{}\n', b'{"index": {}}\n'])
 def test_elastic_malformed_action_lines_are_400(body):
     with pytest.raises(IngestError) as err:
