@@ -46,6 +46,10 @@ def line_ref(ts_ns: int, seq: int) -> str:
     return f"{int(ts_ns)}-{int(seq)}"
 
 
+def bad_cursor() -> ApiError:
+    return ApiError(400, "cursor: not a cursor this server handed out; pass next_cursor back unchanged")
+
+
 @dataclass(frozen=True)
 class Cursor:
     """Where the previous page ended; opaque to clients (urlsafe base64 of `ts_ns:seq`)."""
@@ -63,11 +67,9 @@ class Cursor:
             ts_text, seq_text = raw.split(":")
             cursor = cls(int(ts_text), int(seq_text))
         except (ValueError, binascii.Error, UnicodeDecodeError):
-            raise ApiError(
-                400, "cursor: not a cursor this server handed out; pass next_cursor back unchanged"
-            ) from None
+            raise bad_cursor() from None
         if cursor.seq < 0:
-            raise ApiError(400, "cursor: not a cursor this server handed out; pass next_cursor back unchanged")
+            raise bad_cursor()
         return cursor
 
     @classmethod

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from flightlog.query.lines import LEVELS, LINE_COLUMNS, Cursor, cursor_condition, page
+from flightlog.query.lines import LEVELS, LINE_COLUMNS, Cursor, bad_cursor, cursor_condition, page
 from flightlog.query.timefmt import format_ns, now_ns
 from flightlog.schema.store import Store
 from flightlog.web.errors import ApiError
@@ -283,28 +283,7 @@ class ListCursor:
                 raise ValueError
             return cls(last_ns, entity_id)
         except (ValueError, TypeError, binascii.Error, orjson.JSONDecodeError):
-            raise ApiError(
-                400, "cursor: not a cursor this server handed out; pass next_cursor back unchanged"
-            ) from None
-
-
-def recent(
-    store: Store,
-    tenant: str,
-    kind: str,
-    limit: int = RECENT_DEFAULT_LIMIT,
-    *,
-    cursor: ListCursor | None = None,
-    since_ns: int | None = None,
-    until_ns: int | None = None,
-    services: Sequence[str] = (),
-    statuses: Sequence[str] = (),
-) -> list[dict[str, Any]]:
-    """Builds (or deploys) newest last line first; see `listing` for the paged form."""
-    return listing(
-        store, tenant, kind, limit, cursor=cursor, since_ns=since_ns, until_ns=until_ns,
-        services=services, statuses=statuses,
-    )["items"]
+            raise bad_cursor() from None
 
 
 def listing(

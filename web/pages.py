@@ -122,8 +122,8 @@ async def index_page(request: web.Request) -> web.Response:
 
     def load():
         return (
-            trails.recent(store, tenant, "build", RECENT_ON_INDEX),
-            trails.recent(store, tenant, "deploy", RECENT_ON_INDEX),
+            trails.listing(store, tenant, "build", RECENT_ON_INDEX)["items"],
+            trails.listing(store, tenant, "deploy", RECENT_ON_INDEX)["items"],
         )
 
     builds, deploys = await run_in_store_thread(request.app, load)
