@@ -13,7 +13,7 @@ import orjson
 from aiohttp import web
 from flightlog.ingest.limits import IngestError
 from flightlog.ingest.protocols import elastic, loki, otlp
-from flightlog.ingest.routes import LIMITS, deliver, read_body, request_defaults
+from flightlog.ingest.routes import LIMITS, deliver, read_body, request_defaults, retry_headers
 from flightlog.web.keys import tenant_of
 
 ES_PREFIX = "/es"
@@ -39,13 +39,6 @@ def setup_protocols(app: web.Application) -> None:
     app.cleanup_ctx.append(syslog_context)
 
 
-def _retry_headers(exc: IngestError) -> dict[str, str]:
-    retry_after = getattr(exc, "retry_after", None)
-    if retry_after is None and exc.status in (429, 503):
-        retry_after = 1
-    return {"Retry-After": str(int(retry_after + 0.999))} if retry_after is not None else {}
-
-
 # --- OTLP/HTTP --------------------------------------------------------------------------------
 
 
@@ -58,7 +51,7 @@ async def post_otlp_logs(request: web.Request) -> web.Response:
         await deliver(request.app, result.chunk)
     except IngestError as exc:
         payload, answer_type = otlp.status_body(encoding, exc.status, exc.message)
-        return web.Response(body=payload, status=exc.status, content_type=answer_type, headers=_retry_headers(exc))
+        return web.Response(body=payload, status=exc.status, content_type=answer_type, headers=retry_headers(exc))
     message = "; ".join(f"log record {e.line}: {e.error}" for e in result.errors[:10])
     payload, answer_type = otlp.answer(encoding, result.rejected, message)
     return web.Response(body=payload, content_type=answer_type)
@@ -77,7 +70,7 @@ async def post_loki_push(request: web.Request) -> web.Response:
         )
         await deliver(request.app, result.chunk)
     except IngestError as exc:
-        return web.Response(text=exc.message + "\n", status=exc.status, headers=_retry_headers(exc))
+        return web.Response(text=exc.message + "\n", status=exc.status, headers=retry_headers(exc))
     if result.rejected:
         # As Loki does: the good entries are in, the answer names what was refused.
         lines = [f"entry {e.line}: {e.error}" for e in result.errors[:10]]
@@ -113,7 +106,7 @@ async def post_es_bulk(request: web.Request) -> web.Response:
         )
         await deliver(request.app, result.parsed.chunk)
     except IngestError as exc:
-        return _es_json(elastic.error_body(exc.status, exc.message), exc.status, _retry_headers(exc))
+        return _es_json(elastic.error_body(exc.status, exc.message), exc.status, retry_headers(exc))
     return _es_json({"took": elastic.took_ms(started), "errors": result.errors, "items": result.items})
 
 

@@ -104,12 +104,9 @@ async def post_logs(request: web.Request) -> web.Response:
             result = text.parse(body, limits, tenant_of(request), request_defaults(request), level)
         else:
             result = jsonlines.parse(body, content_type, limits, tenant_of(request), request_defaults(request))
-    except IngestError as exc:
-        return web.json_response({"error": exc.message}, status=exc.status)
-    try:
         await deliver(request.app, result.chunk, result.errors)
     except IngestError as exc:
-        return web.json_response({"error": exc.message}, status=exc.status)
+        return web.json_response({"error": exc.message}, status=exc.status, headers=retry_headers(exc))
     return ingest_answer(result.accepted, result.rejected, [e.as_json() for e in result.errors])
 
 
@@ -134,6 +131,15 @@ async def deliver(app: web.Application, chunk: Chunk, errors: Sequence[LineError
     except OSError as exc:
         raise Throttled(f"the write-ahead log cannot write: {exc.strerror or exc}", 5, status=503) from None
     metrics.accepted(chunk.count, len(chunk.lines))
+
+
+def retry_headers(exc: IngestError) -> dict[str, str]:
+    """`Retry-After` for a refusal the client should retry: the wait a Throttled error
+    carries, else a second for any other 429 or 503."""
+    retry_after = getattr(exc, "retry_after", None)
+    if retry_after is None and exc.status in (429, 503):
+        retry_after = 1
+    return {"Retry-After": str(int(retry_after + 0.999))} if retry_after is not None else {}
 
 
 def ingest_answer(accepted: int, rejected: int, errors: list[Mapping[str, object]]) -> web.Response:
