@@ -8,10 +8,6 @@ from flightlog.schema.settings import Settings
 
 MAX_ERRORS_LISTED = 100
 
-# Timestamps the logs table can hold (DateTime64(9) runs to 2262-04-11).
-MIN_TS_NS = 0
-MAX_TS_NS = 9_223_372_036_854_775_807
-
 
 @dataclass(frozen=True)
 class Limits:

@@ -30,7 +30,6 @@ RECENT_DEFAULT_LIMIT = 50
 RECENT_MAX_LIMIT = 1000
 RECENT_HOSTS_SHOWN = 100
 HOST_GONE_AFTER_S = 600
-STATUSES = ("ok", "failed")
 
 # status of a build/deploy: the `status` attribute of its last line when it has one, else failed
 # when any line is error or fatal, else ok. `lv` and `st` are the rolled-up levels and status.

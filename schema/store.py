@@ -37,12 +37,7 @@ class QueryResult:
         return self.rows[0][0] if self.rows else None
 
 
-# Profiles of settings per purpose. Why each limit is what it is:
-SETTINGS_INSERT: dict[str, Any] = {
-    # Inserts come from our own batcher; a stuck insert must fail so the WAL can retry it.
-    "max_execution_time": 300,
-    "input_format_parallel_parsing": 1,
-}
+# Settings every read runs with unless the caller overrides them:
 SETTINGS_QUERY: dict[str, Any] = {
     # Interactive API reads: long enough for a scan of a day, short enough for a page view.
     "max_execution_time": 30,

@@ -105,7 +105,3 @@ def check_row(row: Mapping[str, Any], limits: Limits) -> str | None:
     if attrs and len(attrs) > limits.max_attributes:
         return f"line has {len(attrs)} attributes; the limit is {limits.max_attributes}"
     return None
-
-
-def ns_from_seconds(seconds: int, nanos: int = 0) -> int:
-    return seconds * 1_000_000_000 + nanos

@@ -31,7 +31,6 @@ DOC_FIELDS: dict[str, tuple[str, ...]] = {
     **ID_FIELDS,
 }
 
-WRITE_ACTIONS = ("index", "create")
 ALL_ACTIONS = ("index", "create", "update", "delete")
 
 
