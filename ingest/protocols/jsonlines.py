@@ -50,10 +50,17 @@ def _parse(
     if content_type == "application/json" and body.lstrip()[:1] == b"[":
         candidates = _array_lines(body)
     else:
-        fast = _clean_ndjson(body, limits, tenant, defaults)
-        if fast is not None:
-            return fast
-        candidates = _ndjson_lines(body)
+        lines = [line.strip() for line in body.split(b"\n")]
+        while lines and not lines[-1]:
+            lines.pop()
+        objects = _load_all(lines)
+        if objects is None:
+            candidates = _each_line(lines)
+        else:
+            fast = _clean_ndjson(body, lines, objects, limits, tenant, defaults)
+            if fast is not None:
+                return fast
+            candidates = [(i + 1, line, obj) for i, (line, obj) in enumerate(zip(lines, objects))]
     good: list[bytes] = []
     errors: list[LineError] = []
     simple = True
@@ -69,27 +76,30 @@ def _parse(
     return ParseResult(chunk, errors, len(errors))
 
 
-def _clean_ndjson(
-    body: bytes, limits: Limits, tenant: str, defaults: Mapping[str, str] | None
-) -> ParseResult | None:
-    """The common case in a few C-speed passes: NDJSON where every line is a non-empty object
-    within the limits. Returns None when any line needs the line-by-line checks (which then
-    find the same answer, with the errors)."""
-    lines = body.split(b"\n")
-    while lines and not lines[-1].strip():
-        lines.pop()
-    lines = [line.strip() for line in lines]
-    if not lines or not all(lines) or b"\\u0001" in body or b"\x01" in body:
+def _load_all(lines: list[bytes]) -> list | None:
+    """Every line parsed in one orjson call, or None when a line is blank, is not valid JSON
+    or holds more than one value (then each line is parsed alone, to say which)."""
+    if not lines or not all(lines):
         return None
     try:
         objects = orjson.loads(b"[" + b",".join(lines) + b"]")
     except orjson.JSONDecodeError:
         return None
+    return objects if len(objects) == len(lines) else None
+
+
+def _clean_ndjson(
+    body: bytes, lines: list[bytes], objects: list, limits: Limits, tenant: str, defaults: Mapping[str, str] | None
+) -> ParseResult | None:
+    """The common case in a few C-speed passes: NDJSON where every line is a non-empty object
+    within the limits. Returns None when any line needs the line-by-line checks (which then
+    find the same answer, with the errors)."""
+    if b"\\u0001" in body or b"\x01" in body:
+        return None
     longest = max(map(len, lines))
     # A field takes at least 4 bytes (`"":0,`), so lines this short cannot have too many.
     if (
-        len(objects) != len(lines)
-        or longest > limits.max_line_bytes
+        longest > limits.max_line_bytes
         or longest > 4 * (limits.max_attributes + _FIELD_ALLOWANCE)
         or set(map(type, objects)) != {dict}
         or not all(objects)
@@ -125,20 +135,10 @@ def _all_simple(body: bytes, objects: list[dict]) -> bool:
     return body.count(b"{") == len(objects) + with_attrs
 
 
-def _ndjson_lines(body: bytes):
-    """(line number, line bytes, parsed object or an Exception) for every non-blank line."""
-    raw = body.split(b"\n")
-    stripped = [line.strip() for line in raw]
-    # Fast path: one orjson call for the whole body when it is clean NDJSON.
-    if all(stripped):
-        try:
-            objects = orjson.loads(b"[" + b",".join(stripped) + b"]")
-        except orjson.JSONDecodeError:
-            objects = None
-        if objects is not None and len(objects) == len(stripped):
-            return [(i + 1, line, obj) for i, (line, obj) in enumerate(zip(stripped, objects))]
+def _each_line(lines: list[bytes]):
+    """(line number, line, parsed object or the parse error) for every non-blank line."""
     out = []
-    for i, line in enumerate(stripped):
+    for i, line in enumerate(lines):
         if not line:
             continue
         try:
