@@ -76,8 +76,10 @@ def apply_migrations(store: Store, retention_days: int) -> list[str]:
     return applied
 
 
-# Tables derived from logs (migrations 0020/0021) keep their rows as long as logs keeps the lines.
-RETAINED_WITH_LOGS = {
+# The TTL column of logs and of the tables derived from it (migrations 0020/0021), which keep
+# their rows as long as logs keeps the lines.
+RETAINED = {
+    "logs": "ts",
     "trail_lines": "ts",
     "id_lines": "ts",
     "id_hosts": "last_ts",
@@ -89,12 +91,8 @@ RETAINED_WITH_LOGS = {
 
 def _apply_retention(store: Store, retention_days: int) -> None:
     # Retention is a setting, so it can change between starts; the TTL follows it.
-    store.command(
-        f"ALTER TABLE logs MODIFY TTL toDateTime(ts) + INTERVAL {int(retention_days)} DAY",
-        settings={"materialize_ttl_after_modify": 0},
-    )
     existing = {row[0] for row in store.query("SELECT name FROM system.tables WHERE database = currentDatabase()").rows}
-    for table, column in RETAINED_WITH_LOGS.items():
+    for table, column in RETAINED.items():
         if table in existing:
             store.command(
                 f"ALTER TABLE {table} MODIFY TTL toDateTime({column}) + INTERVAL {int(retention_days)} DAY",
