@@ -8,10 +8,11 @@ dict of strings. The engine does the rest (flightlog.ingest.normalize).
 from __future__ import annotations
 
 import base64
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import orjson
+from flightlog.ingest.chunk import Chunk, LineError, ParseResult
 from flightlog.ingest.limits import Limits
 from flightlog.ingest.normalize import (
     BUILD_KEYS,
@@ -94,6 +95,26 @@ def flatten(obj: Mapping[str, Any], prefix: str = "", out: dict[str, Any] | None
 def level_name(value: str) -> str:
     """A level spelling to one of the six, or the text as it is (the engine maps it to info)."""
     return LEVEL_SYNONYMS.get(value.strip().lower(), value)
+
+
+def checked_result(
+    numbered: Iterable[tuple[int, Mapping[str, Any] | str]],
+    limits: Limits,
+    tenant: str,
+    defaults: Mapping[str, str] | None,
+) -> ParseResult:
+    """The rows a protocol built, each checked against the limits, as a ParseResult.
+
+    `numbered` holds (line or record number, row), or (number, why no row could be built)."""
+    rows: list[Mapping[str, Any]] = []
+    errors: list[LineError] = []
+    for number, row in numbered:
+        problem = row if isinstance(row, str) else check_row(row, limits)
+        if problem is None:
+            rows.append(row)
+        else:
+            errors.append(LineError(number, problem))
+    return ParseResult(Chunk.from_rows(rows, tenant, defaults), errors, len(errors))
 
 
 def check_row(row: Mapping[str, Any], limits: Limits) -> str | None:

@@ -16,10 +16,18 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 import orjson
-from flightlog.ingest.chunk import Chunk, LineError, ParseResult
+from flightlog.ingest.chunk import ParseResult
 from flightlog.ingest.limits import IngestError, Limits
 from flightlog.ingest.normalize import MESSAGE_KEYS, TIMESTAMP_KEYS
-from flightlog.ingest.protocols.common import ALL_FIELDS, ID_FIELDS, check_row, flatten, level_name, take_fields, text
+from flightlog.ingest.protocols.common import (
+    ALL_FIELDS,
+    ID_FIELDS,
+    checked_result,
+    flatten,
+    level_name,
+    take_fields,
+    text,
+)
 
 LABEL_FIELDS: dict[str, tuple[str, ...]] = {
     "service": ("service_name", "service", "app", "application", "job"),
@@ -44,18 +52,7 @@ def parse(
         entries = _proto_entries(_unsnappy(body, limits.max_body_bytes))
     else:
         entries = _json_entries(body)
-    rows: list[dict[str, Any]] = []
-    errors: list[LineError] = []
-    for number, entry in enumerate(entries, 1):
-        if isinstance(entry, str):
-            errors.append(LineError(number, entry))
-            continue
-        problem = check_row(entry, limits)
-        if problem is None:
-            rows.append(entry)
-        else:
-            errors.append(LineError(number, problem))
-    return ParseResult(Chunk.from_rows(rows, tenant, defaults), errors, len(errors))
+    return checked_result(enumerate(entries, 1), limits, tenant, defaults)
 
 
 def make_row(labels: Mapping[str, str], ts: int | str | None, line: str, metadata: Mapping[str, Any]) -> dict[str, Any]:

@@ -15,9 +15,9 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 import orjson
-from flightlog.ingest.chunk import Chunk, LineError, ParseResult
+from flightlog.ingest.chunk import ParseResult
 from flightlog.ingest.limits import IngestError, Limits
-from flightlog.ingest.protocols.common import ID_FIELDS, check_row, level_name, take_fields, text
+from flightlog.ingest.protocols.common import ID_FIELDS, checked_result, level_name, take_fields, text
 
 PROTOBUF = "application/x-protobuf"
 JSON = "application/json"
@@ -52,15 +52,7 @@ def parse(
         records = _proto_records(body)
     else:
         raise IngestError(415, f"Content-Type {content_type!r}: send {PROTOBUF} or {JSON}")
-    rows: list[dict[str, Any]] = []
-    errors: list[LineError] = []
-    for number, row in enumerate(records, 1):
-        problem = check_row(row, limits)
-        if problem is None:
-            rows.append(row)
-        else:
-            errors.append(LineError(number, problem))
-    return ParseResult(Chunk.from_rows(rows, tenant, defaults), errors, len(errors))
+    return checked_result(enumerate(records, 1), limits, tenant, defaults)
 
 
 def build_row(

@@ -13,13 +13,13 @@ a frame ends at LF or NUL.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-from flightlog.ingest.chunk import Chunk, LineError, ParseResult
+from flightlog.ingest.chunk import ParseResult
 from flightlog.ingest.limits import Limits
-from flightlog.ingest.protocols.common import ID_FIELDS, check_row, take_fields
+from flightlog.ingest.protocols.common import ID_FIELDS, checked_result, take_fields
 
 SEVERITIES = ("fatal", "fatal", "fatal", "error", "warn", "info", "info", "debug")
 SEVERITY_NAMES = ("emerg", "alert", "crit", "err", "warning", "notice", "info", "debug")
@@ -69,22 +69,20 @@ def parse(
     defaults: Mapping[str, str] | None = None,
     peer: str = "",
 ) -> ParseResult:
-    rows, errors = [], []
+    return checked_result(_rows(messages, limits, peer), limits, tenant, defaults)
+
+
+def _rows(messages: Iterable[bytes], limits: Limits, peer: str) -> Iterator[tuple[int, dict[str, Any] | str]]:
     for number, data in enumerate(messages, 1):
         if len(data) > limits.max_line_bytes:
-            errors.append(LineError(number, f"message is {len(data)} bytes; the limit is {limits.max_line_bytes}"))
+            yield number, f"message is {len(data)} bytes; the limit is {limits.max_line_bytes}"
             continue
         row = parse_message(data)
         if row is None:
             continue
         if peer:
             row.setdefault("attrs", {})["syslog.peer"] = peer
-        problem = check_row(row, limits)
-        if problem is None:
-            rows.append(row)
-        else:
-            errors.append(LineError(number, problem))
-    return ParseResult(Chunk.from_rows(rows, tenant, defaults), errors, len(errors))
+        yield number, row
 
 
 def parse_message(data: bytes, now: datetime | None = None) -> dict[str, Any] | None:
