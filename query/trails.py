@@ -180,10 +180,7 @@ def trail(
             store, tenant, k, entity_id, limit=limit, cursor=cursor, services=services, hosts=hosts,
             levels=levels, hops=expand, cap=expand_cap or correlate.EXPAND_DEFAULT_CAP,
         )
-    params: dict[str, Any] = {"tenant": tenant, "kind": k.name, "id": entity_id, "limit": limit + 1}
-    where = "tenant = {tenant:String} AND kind = {kind:String} AND id = {id:String}"
-    where += line_filters(params, services, hosts, levels)
-    where += cursor_condition(cursor, params)
+    where, params = _trail_where(tenant, k, entity_id, limit, cursor, services, hosts, levels)
     result = store.query(
         f"SELECT {LINE_COLUMNS} FROM trail_lines WHERE {where} ORDER BY ts, seq LIMIT {{limit:UInt32}}",
         params,
@@ -192,6 +189,24 @@ def trail(
         raise _not_found(k, entity_id)
     lines, next_cursor = page(result.rows, limit)
     return {k.column: entity_id, "lines": lines, "next_cursor": next_cursor}
+
+
+def _trail_where(
+    tenant: str,
+    k: Kind,
+    entity_id: str,
+    limit: int,
+    cursor: Cursor | None,
+    services: Sequence[str],
+    hosts: Sequence[str],
+    levels: Sequence[str],
+) -> tuple[str, dict[str, Any]]:
+    """The WHERE of a page of trail_lines (fetching limit+1 rows), and its parameters."""
+    params: dict[str, Any] = {"tenant": tenant, "kind": k.name, "id": entity_id, "limit": limit + 1}
+    where = "tenant = {tenant:String} AND kind = {kind:String} AND id = {id:String}"
+    where += line_filters(params, services, hosts, levels)
+    where += cursor_condition(cursor, params)
+    return where, params
 
 
 # The API's line object, written by the engine: a 1,000-line trail then costs Python one join
@@ -218,10 +233,7 @@ def trail_json(
 ) -> bytes:
     """`trail(...)` (not expanded) as the JSON body the API sends, serialised by the engine."""
     k = kind_of(kind)
-    params: dict[str, Any] = {"tenant": tenant, "kind": k.name, "id": entity_id, "limit": limit + 1}
-    where = "tenant = {tenant:String} AND kind = {kind:String} AND id = {id:String}"
-    where += line_filters(params, services, hosts, levels)
-    where += cursor_condition(cursor, params)
+    where, params = _trail_where(tenant, k, entity_id, limit, cursor, services, hosts, levels)
     body = b"".join(
         store.query_stream(
             f"SELECT {_LINE_JSON} FROM (SELECT ts AS t, seq AS s, service, host, level, message, build_id, "
