@@ -10,6 +10,7 @@ from collections import Counter
 from collections.abc import Iterable
 
 from aiohttp import web
+from flightlog.web.keys import EXTRAS
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 INSERT_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
@@ -145,5 +146,7 @@ def setup_metrics(app: web.Application) -> IngestMetrics:
 
 
 async def get_metrics(request: web.Request) -> web.Response:
-    text = request.app[METRICS].render()
+    # and what other parts of the app contribute (the alert evaluator's metrics)
+    extras = request.app[EXTRAS].get("metrics", []) if EXTRAS in request.app else []
+    text = request.app[METRICS].render() + "".join(render() for render in extras)
     return web.Response(body=text.encode(), headers={"Content-Type": CONTENT_TYPE})

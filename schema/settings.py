@@ -59,6 +59,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("key_requests_per_second", 1000, "requests per second one API key may make (a key can set its own); "
             "0: no limit", int),
     Setting("session_hours", 12, "hours a UI login lasts", int),
+    Setting("rules", "", "a YAML file of alert rules loaded at start (read-only in the UI); empty: none"),
+    Setting("alertmanager_url", "", "base URL of an Alertmanager (http://host:9093) that receives every alert; "
+            "empty: none"),
+    Setting("public_url", "", "the URL people reach this server at, for links in notifications; empty: "
+            "http://<host>:<port>"),
 )
 
 
@@ -87,6 +92,9 @@ class Settings:
     key_lines_per_second: int = 500_000
     key_requests_per_second: int = 1000
     session_hours: int = 12
+    rules: str = ""
+    alertmanager_url: str = ""
+    public_url: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod

@@ -4,7 +4,9 @@ Every request but a few public ones (health, static files, the login page, proto
 needs a key once any key exists:
 
 - ingest routes (POST/PUT handled in flightlog.ingest) need an `ingest` or `admin` key;
-- everything else (query API, pages, /metrics) needs a `read` or `admin` key.
+- managing alert rules and silences (handlers marked with `flightlog_scope = "alerts"`) needs an
+  `alerts` or `admin` key;
+- everything else (query API, pages, /metrics) needs a `read`, `alerts` or `admin` key.
 
 A key comes as `Authorization: Bearer <key>` (our API, `flightlog send`, OTLP exporters'
 headers), as the password of basic auth (Loki and Elasticsearch clients; the user name is
@@ -171,13 +173,16 @@ async def _reload_table(auth: Auth) -> None:
 
 
 def needed_scope(request: web.Request) -> str | None:
-    """"ingest", "read", or None for a public path."""
+    """"ingest", "read", "alerts", or None for a public path."""
     path = request.path
     if path in PUBLIC_PATHS or path.startswith("/static/"):
         return None
     if request.method in ("GET", "HEAD") and path in ES_PROBES and "text/html" not in request.headers.get("Accept", ""):
         return None
     handler = getattr(request.match_info, "handler", None)
+    declared = getattr(handler, "flightlog_scope", None)  # a handler that says what it needs
+    if declared is not None:
+        return declared
     module = getattr(handler, "__module__", "") or ""
     if request.method in ("POST", "PUT") and module.startswith("flightlog.ingest"):
         return "ingest"

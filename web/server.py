@@ -50,11 +50,15 @@ def create_app(
 
         setup_ingest(app)
     if "query" in roles:
+        from flightlog.query.alerts.api import setup_alerts
         from flightlog.query.api import setup_query_api
         from flightlog.web.pages import setup_pages
 
         setup_query_api(app)
+        setup_alerts(app)  # the rule evaluator runs where queries run
         setup_pages(app)
+    if "/metrics" not in {r.canonical for r in app.router.resources()}:
+        app.router.add_get("/metrics", metrics)  # a query-only node: the alert metrics
     return app
 
 
@@ -97,6 +101,12 @@ def _store_context(given: Store | None):
             app[STORE].close()
 
     return store_context
+
+
+async def metrics(request: web.Request) -> web.Response:
+    """Prometheus text from every part that contributes (EXTRAS["metrics"]: callables → text)."""
+    text = "".join(render() for render in request.app[EXTRAS].get("metrics", []))
+    return web.Response(body=text.encode(), headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
 
 
 async def healthz(request: web.Request) -> web.Response:

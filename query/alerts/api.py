@@ -1,0 +1,368 @@
+"""The alerts JSON API (under /api/v1/alerts) and the evaluator's place in the app.
+
+GET    /api/v1/alerts                          the tenant's pending and firing groups
+GET    /api/v1/alerts/rules                    every rule with its status and groups
+POST   /api/v1/alerts/rules                    create (scope alerts or admin)
+GET    /api/v1/alerts/rules/{name}             one rule, its groups, history
+PUT    /api/v1/alerts/rules/{name}             replace (scope alerts or admin)
+DELETE /api/v1/alerts/rules/{name}             delete (scope alerts or admin)
+POST   /api/v1/alerts/rules/{name}/test        send a test notification now (scope alerts or admin)
+GET    /api/v1/alerts/rules/{name}/values      each group's value over the last 24 h
+POST   /api/v1/alerts/preview                  run a rule once, save nothing
+GET    /api/v1/alerts/silences                 active silences
+POST   /api/v1/alerts/silences                 create (scope alerts or admin)
+DELETE /api/v1/alerts/silences/{id}            expire (scope alerts or admin)
+
+A bad rule is a 400 whose `errors` list each field path and reason. Channel URLs and secrets
+are write-only: they are never in an answer. To keep a channel when replacing a rule, send
+`{"id": "<the channel's id>"}` in place of its URL.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+from urllib.parse import urlsplit
+
+import orjson
+from aiohttp import web
+from flightlog.query.alerts import metrics as alert_metrics
+from flightlog.query.alerts import silences, state
+from flightlog.query.alerts.notify.dispatcher import Dispatcher
+from flightlog.query.alerts.registry import (
+    RuleNotFound,
+    RuleReadOnly,
+    RuleRegistry,
+    StoredRule,
+    TooManyRules,
+    load_rules_file,
+)
+from flightlog.query.alerts.rules import RuleError, parse_rule
+from flightlog.query.alerts.scheduler import Evaluator, preview
+from flightlog.query.sql_console import who
+from flightlog.query.timefmt import now_ns
+from flightlog.schema.settings import Settings
+from flightlog.web.errors import ApiError
+from flightlog.web.keys import EXTRAS, SETTINGS, STORE, tenant_of
+from flightlog.web.server import run_in_store_thread
+
+log = logging.getLogger("flightlog.alerts")
+
+MANAGE_SCOPE = "alerts"  # or admin: ApiKey.allows
+VALUES_WINDOW_MS = 24 * 3600 * 1000
+
+
+class AlertService:
+    """The registry, the dispatcher and the evaluator of one app."""
+
+    def __init__(self, registry: RuleRegistry, dispatcher: Dispatcher, evaluator: Evaluator) -> None:
+        self.registry = registry
+        self.dispatcher = dispatcher
+        self.evaluator = evaluator
+
+
+ALERTS = web.AppKey("alerts", AlertService)
+
+
+def public_url(settings: Settings) -> str:
+    if settings.public_url:
+        return settings.public_url.rstrip("/")
+    host = settings.host if settings.host not in ("0.0.0.0", "::", "") else "127.0.0.1"
+    return f"http://{host}:{settings.port}"
+
+
+def check_alertmanager_url(url: str) -> None:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise RuleError([{"field": "--alertmanager-url", "reason": f"{url!r} is not an http(s) URL"}])
+
+
+def load_file_rules(settings: Settings):
+    """The rules file of --rules, validated; None when there is none. Raises RuleError."""
+    if not settings.rules:
+        return None
+    return load_rules_file(settings.rules)
+
+
+def manages(handler):
+    """Mark a handler as needing the `alerts` (or `admin`) scope; auth reads the mark."""
+    handler.flightlog_scope = MANAGE_SCOPE
+    return handler
+
+
+def setup_alerts(app: web.Application) -> None:
+    settings = app[SETTINGS]
+    if settings.alertmanager_url:
+        check_alertmanager_url(settings.alertmanager_url)
+    file_rules = load_file_rules(settings)  # a bad file stops the start, naming the field
+    app.cleanup_ctx.append(_alerts_context(file_rules))
+    app[EXTRAS].setdefault("metrics", []).append(lambda: alert_metrics.render(app[ALERTS].evaluator))
+    r = app.router
+    r.add_get("/api/v1/alerts", active_handler)
+    r.add_get("/api/v1/alerts/rules", list_rules_handler)
+    r.add_post("/api/v1/alerts/rules", create_rule_handler)
+    r.add_get("/api/v1/alerts/rules/{name}", get_rule_handler)
+    r.add_put("/api/v1/alerts/rules/{name}", replace_rule_handler)
+    r.add_delete("/api/v1/alerts/rules/{name}", delete_rule_handler)
+    r.add_post("/api/v1/alerts/rules/{name}/test", test_rule_handler)
+    r.add_get("/api/v1/alerts/rules/{name}/values", values_handler)
+    r.add_post("/api/v1/alerts/preview", preview_handler)
+    r.add_get("/api/v1/alerts/silences", list_silences_handler)
+    r.add_post("/api/v1/alerts/silences", create_silence_handler)
+    r.add_delete("/api/v1/alerts/silences/{id}", delete_silence_handler)
+
+
+def _alerts_context(file_rules):
+    async def context(app: web.Application) -> AsyncIterator[None]:
+        settings = app[SETTINGS]
+        store = app[STORE]
+        registry = RuleRegistry(store, file_rules)
+        dispatcher = Dispatcher()
+        await dispatcher.start()
+
+        async def run_blocking(fn, *args):
+            return await run_in_store_thread(app, fn, *args)
+
+        evaluator = Evaluator(store, registry, dispatcher, run_blocking, public_url=public_url(settings),
+                              alertmanager_url=settings.alertmanager_url)
+        app[ALERTS] = AlertService(registry, dispatcher, evaluator)
+        await evaluator.start()
+        yield
+        await evaluator.stop()
+        await dispatcher.stop()
+
+    return context
+
+
+# --- helpers ----------------------------------------------------------------------------------
+
+
+def _json(body: Any, status: int = 200) -> web.Response:
+    return web.Response(body=orjson.dumps(body), status=status, content_type="application/json")
+
+
+def rule_error(exc: RuleError) -> ApiError:
+    return ApiError(400, str(exc), errors=exc.errors)
+
+
+async def _body(request: web.Request) -> Any:
+    try:
+        return await request.json(loads=orjson.loads)
+    except (ValueError, orjson.JSONDecodeError):
+        raise ApiError(400, "body: send a JSON object") from None
+
+
+def keep_channels(data: Any, existing: StoredRule | None) -> Any:
+    """Channels sent as {"id": …} (no URL) are the existing rule's channels with that id."""
+    if not isinstance(data, dict) or not isinstance(data.get("channels"), list):
+        return data
+    known = {c.key: c for c in existing.rule.channels} if existing else {}
+    channels = []
+    for i, channel in enumerate(data["channels"]):
+        if isinstance(channel, dict) and "url" not in channel and "id" in channel:
+            found = known.get(channel["id"])
+            if found is None:
+                raise RuleError([{"field": f"channels.{i}.id", "reason": "no channel of this rule has this id"}])
+            channels.append(found.model_dump())
+        else:
+            channels.append(channel)
+    return {**data, "channels": channels}
+
+
+def describe(service: AlertService, stored: StoredRule, groups: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    status = service.evaluator.status.get(stored.key)
+    failure = service.dispatcher.rule_errors.get(stored.key)
+    body = {
+        **stored.rule.public(),
+        "source": stored.source,
+        "read_only": stored.read_only,
+        "status": {
+            "last_evaluation": _ms_text(status.last_evaluation_ms) if status and status.last_evaluation_ms else None,
+            "last_duration_ms": round(status.last_duration_s * 1000, 3) if status else None,
+            "error": status.last_error if status else "",
+            "evaluations": status.evaluations if status else 0,
+            "failures": status.failures if status else 0,
+            "notification_error": {"channel": failure[0], "error": failure[1], "at": _ms_text(int(failure[2] * 1000))}
+            if failure else None,
+        },
+    }
+    live = service.evaluator.states.get(stored.key, {})
+    body["firing"] = sum(1 for g in live.values() if g.state == state.FIRING)
+    body["pending"] = sum(1 for g in live.values() if g.state == state.PENDING)
+    if groups is not None:
+        body["groups"] = groups
+    return body
+
+
+def _ms_text(ms: int) -> str:
+    return silences._text(ms)
+
+
+def _get(service: AlertService, tenant: str, name: str) -> StoredRule:
+    try:
+        return service.registry.get(tenant, name)
+    except RuleNotFound as exc:
+        raise ApiError(404, str(exc)) from None
+
+
+# --- rules ------------------------------------------------------------------------------------
+
+
+async def list_rules_handler(request: web.Request) -> web.Response:
+    service, tenant = request.app[ALERTS], tenant_of(request)
+    return _json({"rules": [describe(service, r) for r in service.registry.of_tenant(tenant)]})
+
+
+async def get_rule_handler(request: web.Request) -> web.Response:
+    service, tenant, store = request.app[ALERTS], tenant_of(request), request.app[STORE]
+    stored = _get(service, tenant, request.match_info["name"])
+
+    def load():
+        return state.groups(store, tenant, stored.rule.name), state.history(store, tenant, stored.rule.name)
+
+    groups, history = await run_in_store_thread(request.app, load)
+    return _json({**describe(service, stored, groups), "history": history})
+
+
+async def _save(request: web.Request, *, create: bool) -> web.Response:
+    service, tenant = request.app[ALERTS], tenant_of(request)
+    data = await _body(request)
+    name = request.match_info.get("name")
+    existing = None
+    if name is not None:
+        if isinstance(data, dict):
+            data.setdefault("name", name)
+            if data["name"] != name:
+                raise ApiError(400, "name: the body's name differs from the URL's; a rule is renamed by creating "
+                                    "the new one and deleting the old", errors=[{"field": "name", "reason": "differs"}])
+        try:
+            existing = service.registry.get(tenant, name)
+        except RuleNotFound:
+            existing = None
+    try:
+        rule = parse_rule(keep_channels(data, existing))
+    except RuleError as exc:
+        raise rule_error(exc) from None
+    try:
+        stored = await run_in_store_thread(
+            request.app, lambda: service.registry.put(tenant, rule, who(request), create=create)
+        )
+    except RuleReadOnly as exc:
+        raise ApiError(409, str(exc)) from None
+    except FileExistsError as exc:
+        raise ApiError(409, str(exc)) from None
+    except RuleNotFound as exc:
+        raise ApiError(404, str(exc)) from None
+    except TooManyRules as exc:
+        raise ApiError(400, str(exc)) from None
+    service.evaluator.reschedule(tenant, rule.name)
+    return _json(describe(service, stored), status=201 if create else 200)
+
+
+@manages
+async def create_rule_handler(request: web.Request) -> web.Response:
+    return await _save(request, create=True)
+
+
+@manages
+async def replace_rule_handler(request: web.Request) -> web.Response:
+    return await _save(request, create=False)
+
+
+@manages
+async def delete_rule_handler(request: web.Request) -> web.Response:
+    service, tenant = request.app[ALERTS], tenant_of(request)
+    name = request.match_info["name"]
+    try:
+        await run_in_store_thread(request.app, service.registry.delete, tenant, name, who(request))
+    except RuleNotFound as exc:
+        raise ApiError(404, str(exc)) from None
+    except RuleReadOnly as exc:
+        raise ApiError(409, str(exc)) from None
+    service.evaluator.reschedule(tenant, name)
+    return _json({"deleted": name})
+
+
+@manages
+async def test_rule_handler(request: web.Request) -> web.Response:
+    service, tenant = request.app[ALERTS], tenant_of(request)
+    stored = _get(service, tenant, request.match_info["name"])
+    results = await service.evaluator.send_test(stored)
+    if not results:
+        raise ApiError(400, "this rule has no channels and no --alertmanager-url is set: nothing to test")
+    return _json({"results": results})
+
+
+async def values_handler(request: web.Request) -> web.Response:
+    service, tenant = request.app[ALERTS], tenant_of(request)
+    stored = _get(service, tenant, request.match_info["name"])
+    since = int(time.time() * 1000) - VALUES_WINDOW_MS
+    body = await run_in_store_thread(request.app, state.values, request.app[STORE], tenant, stored.rule.name, since)
+    return _json({"since": _ms_text(since), "groups": list(body.values())})
+
+
+async def preview_handler(request: web.Request) -> web.Response:
+    """Runs a rule once: a read (SQL rules are audited like the console); saves nothing."""
+    tenant = tenant_of(request)
+    data = await _body(request)
+    try:
+        rule = parse_rule(data if not (isinstance(data, dict) and "name" not in data) else {"name": "preview", **data})
+    except RuleError as exc:
+        raise rule_error(exc) from None
+    groups = await run_in_store_thread(request.app, _preview, request.app[STORE], tenant, rule)
+    return _json({"groups": groups, "would_fire": sum(1 for g in groups if g["would_fire"])})
+
+
+def _preview(store, tenant, rule):
+    from flightlog.query.alerts.evaluate import EvaluationError
+
+    try:
+        return preview(store, tenant, rule, now_ns())
+    except EvaluationError as exc:
+        raise ApiError(400, f"query: {exc}", errors=[{"field": "query", "reason": str(exc)}]) from None
+
+
+async def active_handler(request: web.Request) -> web.Response:
+    service, tenant = request.app[ALERTS], tenant_of(request)
+    out = []
+    for (t, rule), groups in service.evaluator.states.items():
+        if t != tenant:
+            continue
+        for g in groups.values():
+            out.append({"rule": rule, "fingerprint": g.fingerprint, "labels": g.labels, "state": g.state,
+                        "value": g.value, "since": _ms_text(g.fired_at_ms or g.active_since_ms)})
+    return _json({"alerts": sorted(out, key=lambda a: (a["state"] != "firing", a["rule"]))})
+
+
+# --- silences ---------------------------------------------------------------------------------
+
+
+async def list_silences_handler(request: web.Request) -> web.Response:
+    found = await run_in_store_thread(request.app, silences.active, request.app[STORE], tenant_of(request))
+    return _json({"silences": [s.public() for s in found]})
+
+
+@manages
+async def create_silence_handler(request: web.Request) -> web.Response:
+    data = await _body(request)
+    try:
+        wanted = silences.parse_silence(data)
+        silence = await run_in_store_thread(
+            request.app, silences.create, request.app[STORE], tenant_of(request), wanted, who(request)
+        )
+    except RuleError as exc:
+        raise rule_error(exc) from None
+    request.app[ALERTS].evaluator.reschedule(tenant_of(request), silence.rule)
+    return _json(silence.public(), status=201)
+
+
+@manages
+async def delete_silence_handler(request: web.Request) -> web.Response:
+    silence_id = request.match_info["id"]
+    done = await run_in_store_thread(request.app, silences.expire, request.app[STORE], tenant_of(request), silence_id)
+    if not done:
+        raise ApiError(404, f"no active silence {silence_id!r}")
+    request.app[ALERTS].evaluator.reschedule(tenant_of(request), "")
+    return _json({"expired": silence_id})
