@@ -31,7 +31,16 @@ from flightlog.query.alerts.notify.slack import SlackSender
 from flightlog.query.alerts.notify.webhook import WebhookSender
 from flightlog.query.alerts.registry import RuleRegistry, StoredRule
 from flightlog.query.alerts.rules import Channel, Rule, render_template
-from flightlog.query.alerts.state import FIRING, PENDING, RESOLVED, Change, GroupState, StateStore, advance
+from flightlog.query.alerts.state import (
+    FIRING,
+    PENDING,
+    RESOLVED,
+    Change,
+    GroupState,
+    StateStore,
+    advance,
+    ms_datetime,
+)
 from flightlog.query.timefmt import NS_PER_S
 from flightlog.schema.store import Store, StoreError
 
@@ -86,7 +95,7 @@ def try_lease(store: Store, owner: str, now_ms: int, lease_s: float = LEASE_S, s
     until = now_ms + int(lease_s * 1000)
     store.insert_rows(
         "alert_leases",
-        [{"name": LEASE_NAME, "owner": owner, "until": f"{until // 1000}.{until % 1000:03d}", "version": time.time_ns()}],
+        [{"name": LEASE_NAME, "owner": owner, "until": ms_datetime(until), "version": time.time_ns()}],
     )
     if current is not None and current[0] == owner:
         return True

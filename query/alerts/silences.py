@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from flightlog.query.alerts.rules import RuleError, duration_seconds, validation_errors
+from flightlog.query.alerts.state import ms_datetime
 from flightlog.schema.store import Store
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -95,8 +96,6 @@ def _text(ms: int) -> str:
     return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
-def _ms(ms: int) -> str:
-    return f"{ms // 1000}.{ms % 1000:03d}"
 
 
 def create(store: Store, tenant: str, request: SilenceRequest, who: str, now_ms: int | None = None) -> Silence:
@@ -118,8 +117,8 @@ def expire(store: Store, tenant: str, silence_id: str) -> bool:
 def _write(store: Store, silence: Silence, deleted: int) -> None:
     store.insert_rows("alert_silences", [{
         "tenant": silence.tenant, "id": silence.id, "rule": silence.rule, "matchers": silence.matchers,
-        "until": _ms(silence.until_ms), "comment": silence.comment, "created_by": silence.created_by,
-        "created_at": _ms(silence.created_at_ms), "deleted": deleted, "version": time.time_ns(),
+        "until": ms_datetime(silence.until_ms), "comment": silence.comment, "created_by": silence.created_by,
+        "created_at": ms_datetime(silence.created_at_ms), "deleted": deleted, "version": time.time_ns(),
     }])
 
 

@@ -8,6 +8,7 @@ forgets to resolve it.
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
@@ -78,8 +79,12 @@ def advance(
     return Change(before, replace(prev, value=value))
 
 
-def _ms_text(ms: int) -> str:
-    return f"{ms // 1000}.{ms % 1000:03d}"
+def ms_datetime(ms: int) -> str:
+    """Milliseconds since the epoch as the text a DateTime64(3) column reads."""
+    return dt.datetime.fromtimestamp(ms // 1000, dt.UTC).strftime("%Y-%m-%d %H:%M:%S") + f".{ms % 1000:03d}"
+
+
+_ms_text = ms_datetime
 
 
 class StateStore:
@@ -163,7 +168,8 @@ class StateStore:
         version = time.time_ns()
         rows = [
             {"tenant": tenant, "rule": rule, "fingerprint": fp, "labels": labels, "state": INACTIVE, "value": 0.0,
-             "active_since": "0", "fired_at": "0", "resolved_at": "0", "last_notified": "0", "version": version}
+             "active_since": ms_datetime(0), "fired_at": ms_datetime(0), "resolved_at": ms_datetime(0),
+             "last_notified": ms_datetime(0), "version": version}
             for fp, labels in current.rows
         ]
         if rows:
