@@ -265,6 +265,9 @@ def setup_pages(app: web.Application) -> None:
     from flightlog.web.search_pages import setup_search_pages  # it imports this module
 
     setup_search_pages(app)  # /search, /tail, /sql
+    from flightlog.web.alerts_pages import setup_alert_pages  # it imports this module
+
+    setup_alert_pages(app)  # /alerts
     app.router.add_get("/context", context_page)
     app.router.add_get("/hosts", hosts_page)
     app.router.add_static("/static/", STATIC, append_version=False)

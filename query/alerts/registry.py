@@ -68,8 +68,10 @@ class RuleRegistry:
         self._api: dict[tuple[str, str], StoredRule] = {}
         self.loaded_at = 0.0
         self.broken: dict[tuple[str, str], str] = {}  # stored rules that no longer validate
+        self._recent: dict[tuple[str, str], tuple[float, StoredRule | None]] = {}  # changes made here
 
     def reload(self) -> None:
+        started = time.monotonic()
         result = self.store.query(
             "SELECT tenant, name, argMax(rule, version), argMax(deleted, version) FROM alert_rules "
             "GROUP BY tenant, name"
@@ -85,6 +87,15 @@ class RuleRegistry:
                 broken[(tenant, name)] = str(exc)
                 log.warning("alert rule %s/%s in the store is not valid and is skipped: %s", tenant, name, exc)
         with self._lock:
+            # a change made here while the query ran may be missing from its answer: keep it
+            for key, (at, stored) in list(self._recent.items()):
+                if at >= started:
+                    if stored is None:
+                        rules.pop(key, None)
+                    else:
+                        rules[key] = stored
+                elif at < started - 60:
+                    del self._recent[key]
             self._api = rules
             self.broken = broken
             self.loaded_at = time.monotonic()
@@ -124,6 +135,7 @@ class RuleRegistry:
         stored = StoredRule(tenant, rule, "api")
         with self._lock:
             self._api[(tenant, rule.name)] = stored
+            self._recent[(tenant, rule.name)] = (time.monotonic(), stored)
         return stored
 
     def delete(self, tenant: str, name: str, who: str) -> None:
@@ -135,6 +147,7 @@ class RuleRegistry:
         self._write(tenant, name, "", 1, who)
         with self._lock:
             self._api.pop((tenant, name), None)
+            self._recent[(tenant, name)] = (time.monotonic(), None)
 
     def _write(self, tenant: str, name: str, text: str, deleted: int, who: str) -> None:
         self.store.insert_rows(

@@ -14,7 +14,7 @@ from flightlog.query.alerts import metrics as alert_metrics
 from flightlog.query.alerts import state as state_mod
 from flightlog.query.alerts.notify.dispatcher import Dispatcher
 from flightlog.query.alerts.registry import RuleRegistry, StoredRule
-from flightlog.query.alerts.rules import parse_rules_file
+from flightlog.query.alerts.rules import parse_rule, parse_rules_file
 from flightlog.query.alerts.scheduler import Evaluator, try_lease
 from flightlog.query.alerts.state import FIRING, INACTIVE, PENDING, RESOLVED, advance
 
@@ -215,3 +215,22 @@ rules:
         assert checked.returncode == 0, checked.stdout.decode() + checked.stderr.decode()
     finally:
         await dispatcher.stop()
+
+
+def test_a_reload_that_raced_a_change_keeps_the_change(store):
+    registry = RuleRegistry(store)
+    registry.reload()
+    real_query = store.query
+
+    def slow_query(sql, *args, **kwargs):
+        result = real_query(sql, *args, **kwargs)
+        if "FROM alert_rules" in sql:  # the rule is saved after the reload read the table
+            registry.put("default", parse_rule({"name": "new", "query": "level:error"}), "test", create=True)
+        return result
+
+    store.query = slow_query
+    try:
+        registry.reload()
+    finally:
+        store.query = real_query
+    assert [r.rule.name for r in registry.all()] == ["new"]
