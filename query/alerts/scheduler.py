@@ -17,6 +17,7 @@ import logging
 import os
 import socket
 import time
+import zlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -49,6 +50,7 @@ log = logging.getLogger("flightlog.alerts")
 TICK_S = 1.0
 RELOAD_S = 5.0
 LEASE_S = 30.0
+LEASE_RENEW_S = 5.0  # the holder renews this often; a standby checks every tick
 LEASE_NAME = "evaluator"
 LEASE_SETTLE_S = 1.0
 EVALUATIONS_AT_ONCE = 2
@@ -67,6 +69,11 @@ class RuleStatus:
     failures: int = 0
     duration_sum_s: float = 0.0
     values: dict[str, tuple[dict[str, str], float]] | None = None  # fingerprint → (labels, value)
+
+
+def phase(key: tuple[str, str], interval_s: int) -> float:
+    """A rule's fixed offset into its interval (the same on every node and after a restart)."""
+    return zlib.crc32("\0".join(key).encode()) % (interval_s * 1000) / 1000
 
 
 def node_id() -> str:
@@ -139,6 +146,7 @@ class Evaluator:
         self._semaphore = asyncio.Semaphore(EVALUATIONS_AT_ONCE)
         self._loaded = False
         self._last_reload = 0.0
+        self._lease_renewed = 0.0
         self._task: asyncio.Task | None = None
         self.wake = asyncio.Event()
 
@@ -154,6 +162,10 @@ class Evaluator:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        try:
+            await self.run_blocking(self.states_store.flush_values)
+        except StoreError as exc:
+            log.warning("alert evaluator: the last values were not written: %s", exc)
 
     async def _loop(self) -> None:
         while True:
@@ -166,8 +178,11 @@ class Evaluator:
             except Exception:
                 log.exception("alert evaluator: unexpected error; carrying on")
             self.wake.clear()
+            wait = TICK_S
+            if self.is_leader and self.next_due:
+                wait = min(TICK_S, max(0.1, min(self.next_due.values()) - time.monotonic()))
             try:
-                async with asyncio.timeout(TICK_S):
+                async with asyncio.timeout(wait):
                     await self.wake.wait()
             except TimeoutError:
                 pass
@@ -179,9 +194,12 @@ class Evaluator:
             await self.run_blocking(self.registry.reload)
             self.silences = await self.run_blocking(silences_mod.active, self.store)
             self._last_reload = now
+        await self.run_blocking(self.states_store.flush_values)
         now_ms = int(time.time() * 1000)
-        self.is_leader = await self.run_blocking(try_lease, self.store, self.owner, now_ms, LEASE_S,
-                                                 self.lease_settle_s)
+        if not self.is_leader or now - self._lease_renewed >= LEASE_RENEW_S:
+            self.is_leader = await self.run_blocking(try_lease, self.store, self.owner, now_ms, LEASE_S,
+                                                     self.lease_settle_s)
+            self._lease_renewed = now
         if not self.is_leader:
             self._loaded = False  # whoever holds the lease changes states; reload them on takeover
             return
@@ -198,8 +216,15 @@ class Evaluator:
         for stored in rules:
             if not stored.rule.enabled or stored.key in self._running:
                 continue
-            if self.next_due.get(stored.key, 0.0) <= now:
-                self.next_due[stored.key] = now + stored.rule.interval_s
+            if stored.key not in self.next_due:
+                # spread the rules over their interval instead of running them all at once: a
+                # rule then never waits behind hundreds of others that fell due in the same tick
+                self.next_due[stored.key] = now + phase(stored.key, stored.rule.interval_s)
+            due = self.next_due[stored.key]
+            if due <= now:
+                # keep the rule's phase: the next run is an interval after this one was due
+                following = due + stored.rule.interval_s
+                self.next_due[stored.key] = following if following > now else now + stored.rule.interval_s
                 self._running.add(stored.key)
                 task = asyncio.create_task(self._evaluate_guarded(stored))
                 self._tasks.add(task)
@@ -207,7 +232,8 @@ class Evaluator:
 
     def reschedule(self, tenant: str, name: str) -> None:
         """A rule changed through the API: evaluate it on the next tick."""
-        self.next_due.pop((tenant, name), None)
+        if name:
+            self.next_due[(tenant, name)] = 0.0
         self._last_reload = 0.0
         self.wake.set()
 

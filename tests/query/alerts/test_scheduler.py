@@ -234,3 +234,12 @@ def test_a_reload_that_raced_a_change_keeps_the_change(store):
     finally:
         store.query = real_query
     assert [r.rule.name for r in registry.all()] == ["new"]
+
+
+def test_rules_are_spread_over_their_interval_at_fixed_phases():
+    from flightlog.query.alerts.scheduler import phase
+
+    phases = [phase(("default", f"rule {i}"), 30) for i in range(200)]
+    assert all(0 <= p < 30 for p in phases)
+    assert phases == [phase(("default", f"rule {i}"), 30) for i in range(200)]  # the same after a restart
+    assert max(sum(1 for p in phases if s <= p < s + 3) for s in range(0, 30, 3)) < 200 / 10 * 2
