@@ -64,9 +64,24 @@ def section(text: str, fields: Sequence[tuple[str, str]] = ()) -> dict[str, Any]
 
 
 def code_lines(lines: Iterable[str], limit: int = MAX_SECTION_CHARS) -> dict[str, Any]:
-    """Log lines in a preformatted section, each escaped; cut to fit one section."""
-    body = "\n".join(escape(line).replace("```", "`\u200b``") for line in lines)
-    return {"type": "section", "text": mrkdwn("```" + clip(body, limit - 7) + "```", limit)}
+    """Log lines in a preformatted section, each escaped; whole lines are kept while they fit one
+    section, and a cut says how many were left out (a single long line is clipped)."""
+    lines = list(lines)
+    escaped = [escape(line).replace("```", "`\u200b``") for line in lines]
+    room = limit - 6 - 60  # the fences, and a cut note
+    kept: list[str] = []
+    used = 0
+    for text in escaped:
+        if used + len(text) + 1 > room:
+            break
+        kept.append(text)
+        used += len(text) + 1
+    if not kept and escaped:
+        kept = [clip(escaped[0], room)]
+    body = "\n".join(kept)
+    if len(kept) < len(escaped):
+        body += f"\n{ELLIPSIS} cut: {len(kept)} of {len(escaped)} lines shown (Slack allows {limit} characters)"
+    return {"type": "section", "text": mrkdwn("```" + body + "```", limit)}
 
 
 def context(texts: Iterable[str]) -> dict[str, Any]:
@@ -92,7 +107,16 @@ def divider() -> dict[str, Any]:
 
 
 def message(fallback: str, blocks: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """A message body for chat.postMessage or an incoming webhook. `fallback` is the plain
-    notification text (escaped: Slack parses it as mrkdwn too)."""
-    kept = [b for b in blocks if b is not None][:MAX_BLOCKS]
-    return {"text": clip(escape(fallback), MAX_SECTION_CHARS), "blocks": kept}
+    """A message body for chat.postMessage, an incoming webhook or a slash command's answer.
+    `fallback` is the plain notification text (escaped: Slack parses it as mrkdwn too). More
+    than MAX_BLOCKS blocks are cut, and the last block kept says so."""
+    return {"text": clip(escape(fallback), MAX_SECTION_CHARS), "blocks": fit(blocks)}
+
+
+def fit(blocks: Sequence[dict[str, Any] | None]) -> list[dict[str, Any]]:
+    """At most MAX_BLOCKS blocks; when some had to go, the last one says how many."""
+    kept = [b for b in blocks if b is not None]
+    if len(kept) <= MAX_BLOCKS:
+        return kept
+    dropped = len(kept) - (MAX_BLOCKS - 1)
+    return kept[: MAX_BLOCKS - 1] + [context([f"{ELLIPSIS} cut: {dropped} more blocks did not fit (Slack shows {MAX_BLOCKS})"])]
