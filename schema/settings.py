@@ -64,6 +64,9 @@ SETTINGS: tuple[Setting, ...] = (
             "empty: none"),
     Setting("public_url", "", "the URL people reach this server at, for links in notifications; empty: "
             "http://<host>:<port>"),
+    Setting("slack_api_url", "https://slack.com/api/", "base URL of the Slack Web API that ChatOps calls (chat.unfurl)"),
+    Setting("chatops_answer_within_ms", 2500, "a Slack command whose answer takes longer is acknowledged at once "
+            "and answered through its response_url (Slack waits 3 s)", int),
 )
 
 
@@ -95,6 +98,8 @@ class Settings:
     rules: str = ""
     alertmanager_url: str = ""
     public_url: str = ""
+    slack_api_url: str = "https://slack.com/api/"
+    chatops_answer_within_ms: int = 2500
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod

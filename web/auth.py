@@ -53,7 +53,10 @@ LOGIN_CSRF_COOKIE = "flightlog_login_csrf"
 CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "X-CSRF-Token"
 TENANT_HEADERS = ("X-Scope-OrgID", "X-Flightlog-Tenant")
-PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/ready", "/loki/api/v1/ready", "/login", "/favicon.ico"})
+# The ChatOps paths carry a Slack signature or a Mattermost token instead of a key, checked
+# against the workspace they name (flightlog.query.chatops.verify) before anything runs.
+CHATOPS_PATHS = frozenset({"/chatops/slack/commands", "/chatops/slack/interactions", "/chatops/slack/events"})
+PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/ready", "/loki/api/v1/ready", "/login", "/favicon.ico"}) | CHATOPS_PATHS
 # What Elasticsearch clients and shippers probe before sending: a version document, no data.
 ES_PROBES = frozenset({"/", "/es", "/es/", "/_license", "/es/_license"})
 MAX_SESSIONS = 10_000

@@ -52,10 +52,12 @@ def create_app(
     if "query" in roles:
         from flightlog.query.alerts.api import setup_alerts
         from flightlog.query.api import setup_query_api
+        from flightlog.query.chatops.slack_api import setup_chatops
         from flightlog.web.pages import setup_pages
 
         setup_query_api(app)
         setup_alerts(app)  # the rule evaluator runs where queries run
+        setup_chatops(app)
         setup_pages(app)
     if "/metrics" not in {r.canonical for r in app.router.resources()}:
         app.router.add_get("/metrics", metrics)  # a query-only node: the alert metrics
