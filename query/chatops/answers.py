@@ -16,7 +16,7 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 import orjson
-from flightlog.query import facets, histogram, search, trails
+from flightlog.query import histogram, search, trails
 from flightlog.query import slack_blocks as sb
 from flightlog.query.chatops.commands import USAGE, Command
 from flightlog.query.lines import Cursor
@@ -263,6 +263,24 @@ def _quoted(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+def top_messages(store: Store, tenant: str, parsed: search.ParsedQuery, since: int, until: int, limit: int
+                 ) -> dict[str, Any]:
+    """→ {total, values: [{value, count}]}: how many lines match, and their `limit` commonest
+    messages (the facet sidebar's shape; message is no facet field, being free text)."""
+    params: dict[str, Any] = {"n": limit}
+    where = search.match_condition(tenant, parsed, since, until, params)
+    if not limit:
+        total = store.query(f"SELECT count() FROM logs WHERE {where}", params).rows[0][0]
+        return {"total": int(total), "values": []}
+    result = store.query(
+        f"SELECT message, n, sum(n) OVER () FROM (SELECT message, count() AS n FROM logs WHERE {where} "
+        "GROUP BY message) ORDER BY n DESC, message LIMIT {n:UInt32}",
+        params,
+    )
+    return {"total": int(result.rows[0][2]) if result.rows else 0,
+            "values": [{"value": m, "count": int(n)} for m, n, _ in result.rows]}
+
+
 def errors_answer(store: Store, tenant: str, service: str, window: str, window_s: int, base: str,
                   now: int | None = None) -> Answer:
     """`errors <service> [window]`: error and fatal lines now against the window before, and the
@@ -271,9 +289,8 @@ def errors_answer(store: Store, tenant: str, service: str, window: str, window_s
     parsed = search.parse_query(query)
     until = now_ns() if now is None else now
     since = until - window_s * NS_PER_S
-    current = facets.facets(store, tenant, parsed, "message", since_ns=since, until_ns=until, limit=TOP_MESSAGES)
-    before = facets.facets(store, tenant, parsed, "message", since_ns=since - window_s * NS_PER_S, until_ns=since,
-                           limit=1)
+    current = top_messages(store, tenant, parsed, since, until, TOP_MESSAGES)
+    before = top_messages(store, tenant, parsed, since - window_s * NS_PER_S, since, 0)
     now_n, then_n = current["total"], before["total"]
     if then_n:
         change = f"{(now_n - then_n) / then_n * 100:+.0f}%"
