@@ -84,6 +84,23 @@ def code_lines(lines: Iterable[str], limit: int = MAX_SECTION_CHARS) -> dict[str
     return {"type": "section", "text": mrkdwn("```" + body + "```", limit)}
 
 
+def fit_rows(rows: Sequence[str], total: int, what: str, limit: int = MAX_SECTION_CHARS) -> list[str]:
+    """The leading rows that fit `limit` characters (newlines counted), and a note saying how
+    many of `total` were cut; each row is clipped to the limit on its own."""
+    kept: list[str] = []
+    used = 0
+    room = limit - 80
+    for row in rows:
+        row = clip(row, room)
+        if used + len(row) + 1 > room:
+            break
+        kept.append(row)
+        used += len(row) + 1
+    if len(kept) < total:
+        kept.append(f"{ELLIPSIS} cut: {total - len(kept)} more {what} not shown")
+    return kept
+
+
 def context(texts: Iterable[str]) -> dict[str, Any]:
     """Small grey text; each item escaped by the caller."""
     return {"type": "context", "elements": [mrkdwn(t) for t in list(texts)[:MAX_CONTEXT_ELEMENTS]]}

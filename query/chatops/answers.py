@@ -152,8 +152,7 @@ def trail_answer(store: Store, tenant: str, kind: str, entity_id: str, base: str
             mark = " :ghost: _gone_" if h["gone"] else ""
             errors = f", {h['errors']} errors" if h["errors"] else ""
             rows.append(f"• `{sb.escape(h['host'])}` {sb.escape(h['service'])}: {h['lines']} lines{errors}{mark}")
-        if len(hosts) > HOSTS_SHOWN:
-            rows.append(f"{sb.ELLIPSIS} cut: {len(hosts) - HOSTS_SHOWN} more hosts on the trail page")
+        rows = sb.fit_rows(rows, len(hosts), "hosts", sb.MAX_SECTION_CHARS - 100)
         gone = f", {summ['gone_hosts']} gone" if summ["gone_hosts"] else ""
         blocks.append(sb.section(f"*Hosts* ({summ['host_count']}{gone})\n" + "\n".join(rows)))
     buttons = [sb.button("Open the trail", trail_url(base, kind, entity_id), style="primary", action_id=LINK + "_trail")]
