@@ -239,13 +239,13 @@ def search_answer(store: Store, tenant: str, query: str, window: str, window_s: 
     newest = search.search(store, tenant, parsed, since_ns=since, until_ns=until, limit=NEWEST_SHOWN)
     total = hist["total"]
     step = hist["step_seconds"]
-    per = "minute" if step == 60 else f"{step / 60:g} minutes" if step >= 60 else f"{step:g} s"
+    per = "minute" if step == 60 else f"{step / 60:g} minutes" if step > 60 else f"{step:g} seconds"
     spark = sparkline([b["total"] for b in hist["buckets"]])
     url = search_url(base, query, window)
     blocks: list[dict[str, Any]] = [
         sb.section(f":mag: *{total}* lines match `{sb.escape(query)}` in the last {sb.escape(window)}",
-                   [("Lines", str(total)), ("Peak", f"{hist['max']} a {per}")]),
-        sb.section(f"`{spark}`\none mark a {per}, {format_ns(since)[11:16]} → {format_ns(until)[11:16]} UTC"),
+                   [("Lines", str(total)), ("Peak", f"{hist['max']} per {per}")]),
+        sb.section(f"`{spark}`\none mark per {per}, {format_ns(since)[11:16]} → {format_ns(until)[11:16]} UTC"),
     ]
     if newest["lines"]:
         blocks.append(sb.section(f"*Newest {len(newest['lines'])}*"))

@@ -156,7 +156,7 @@ async def test_search_answers_with_count_sparkline_newest_five_and_a_link(chat, 
     parse_blocks(body)
     shown = texts(body)
     assert "*12* lines match" in shown
-    assert any(ch in shown for ch in "▁▂▃▄▅▆▇█") and "one mark a minute" in shown
+    assert any(ch in shown for ch in "▁▂▃▄▅▆▇█") and "one mark per minute" in shown
     assert "Newest 5" in shown
     newest = [b for b in body["blocks"] if b["type"] == "section" and b["text"]["text"].startswith("```")][0]
     assert newest["text"]["text"].count("timeout talking") == 5
