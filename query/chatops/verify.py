@@ -84,7 +84,11 @@ def verify_slack(
             return now
 
     verifier = SignatureVerifier(workspace.signing_secret, clock=_Clock())
-    if not verifier.is_valid(body, timestamp, signature):
+    try:
+        valid = verifier.is_valid(body, timestamp, signature)
+    except UnicodeDecodeError:  # slack_sdk decodes the body as UTF-8; Slack never sends anything else
+        raise NotVerified("the body is not UTF-8, so Slack did not sign it") from None
+    if not valid:
         raise NotVerified("the signature does not match this workspace's signing secret")
     if not guard.first_time(signature, stamp):
         raise NotVerified("this signed request was already received (a replay)", "replayed")

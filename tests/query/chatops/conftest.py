@@ -5,6 +5,7 @@ Slack signs them (slack_sdk's SignatureVerifier)."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -99,6 +100,14 @@ async def chat(aiohttp_client, chat_settings, store, workspaces):
     return await aiohttp_client(create_app(chat_settings, roles={"query"}, store=store))
 
 
+_triggers = itertools.count(1)
+
+
+def _trigger_id() -> str:
+    """Slack gives every request its own trigger_id, so no two signed bodies are the same."""
+    return f"{next(_triggers)}.{time.time_ns()}.trigger"
+
+
 def signed(body: bytes, secret: str, timestamp: int | None = None) -> dict[str, str]:
     stamp = str(int(time.time()) if timestamp is None else timestamp)
     signature = SignatureVerifier(secret).generate_signature(timestamp=stamp, body=body)
@@ -110,7 +119,7 @@ def command_body(text: str, team: str = "TA", channel: str = "CA", response_url:
     return urlencode({
         "token": "legacy-verification-token", "team_id": team, "team_domain": "example", "channel_id": channel,
         "channel_name": "incident", "user_id": user, "user_name": "asker", "command": "/flightlog", "text": text,
-        "api_app_id": "A0APP", "response_url": response_url, "trigger_id": "1.2.3",
+        "api_app_id": "A0APP", "response_url": response_url, "trigger_id": _trigger_id(),
     }).encode()
 
 
@@ -126,7 +135,7 @@ def interaction_body(action_id: str, value: str, *, team: str = "TA", user: str 
     payload = {
         "type": "block_actions", "team": {"id": team, "domain": "example"}, "user": {"id": user},
         "channel": {"id": channel}, "container": {"type": "message", "is_ephemeral": False},
-        "response_url": response_url, "trigger_id": "1.2.3",
+        "response_url": response_url, "trigger_id": _trigger_id(),
         "actions": [{"type": "button", "action_id": action_id, "value": value, "block_id": "b1", "action_ts": "1"}],
     }
     return urlencode({"payload": orjson.dumps(payload).decode()}).encode()
