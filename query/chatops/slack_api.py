@@ -30,7 +30,7 @@ from flightlog.query import slack_blocks as sb
 from flightlog.query.alerts import silences
 from flightlog.query.alerts.api import ALERTS, public_url
 from flightlog.query.alerts.rules import RuleError
-from flightlog.query.chatops import answers, commands, unfurls
+from flightlog.query.chatops import answers, commands, mattermost, unfurls
 from flightlog.query.chatops.verify import NotVerified, ReplayGuard, slack_signer_of, verify_mattermost, verify_slack
 from flightlog.query.timefmt import format_ns
 from flightlog.schema.chatops_workspaces import Workspace, Workspaces, workspace_source
@@ -166,8 +166,10 @@ def _verify(chat: ChatOps, workspace: Workspace, request: web.Request, body: byt
     return True
 
 
-def _slack_answer(answer: answers.Answer, ephemeral: bool) -> dict[str, Any]:
+def _slack_answer(answer: answers.Answer, ephemeral: bool, via_mattermost: bool = False) -> dict[str, Any]:
     kind = "ephemeral" if ephemeral or answer.problem else "in_channel"
+    if via_mattermost:  # Mattermost shows `text` as Markdown and ignores blocks
+        return {"response_type": kind, "text": mattermost.markdown(answer.message)}
     return {"response_type": kind, **answer.message}
 
 
@@ -179,9 +181,9 @@ def _not_connected(team: str) -> web.Response:
     return web.json_response({"response_type": "ephemeral", "text": sb.escape(text)})
 
 
-def _channel_refused(channel: str) -> dict[str, Any]:
+def _channel_refused(channel: str, via_mattermost: bool = False) -> dict[str, Any]:
     return _slack_answer(answers.problem(f"flightlog does not answer in this channel ({channel}); "
-                                         "ask in a channel the workspace was connected for."), True)
+                                         "ask in a channel the workspace was connected for."), True, via_mattermost)
 
 
 # --- slash commands ---------------------------------------------------------------------------------
@@ -201,11 +203,11 @@ async def commands_handler(request: web.Request) -> web.Response:
     except NotVerified as exc:
         return _refused(exc, request, team)
     if not workspace.allows_channel(form.get("channel_id", "")):
-        return web.json_response(_channel_refused(form.get("channel_id", "")))
+        return web.json_response(_channel_refused(form.get("channel_id", ""), via_mattermost))
     try:
         command = commands.parse(form.get("text", ""))
     except commands.UsageError as exc:
-        return web.json_response(_slack_answer(answers.problem(f"{exc}"), True))
+        return web.json_response(_slack_answer(answers.problem(f"{exc}"), True, via_mattermost))
     app = request.app
     work = asyncio.ensure_future(_answer(app, workspace, command, form.get("command") or "/flightlog"))
     budget = app[SETTINGS].chatops_answer_within_ms / 1000
@@ -216,11 +218,12 @@ async def commands_handler(request: web.Request) -> web.Response:
         if not chat.response_url_allowed(response_url, via_mattermost):
             work.cancel()
             return web.json_response(_slack_answer(answers.problem(
-                "flightlog could not answer in time and the request named no Slack response URL to answer at."), True))
-        chat.spawn(_deliver_later(work, response_url, command.ephemeral))
+                "flightlog could not answer in time and the request named no Slack response URL to answer at."), True,
+                via_mattermost))
+        chat.spawn(_deliver_later(work, response_url, command.ephemeral, via_mattermost))
         return web.json_response({"response_type": "ephemeral",
                                   "text": ":hourglass_flowing_sand: flightlog is looking that up; the answer follows."})
-    return web.json_response(_slack_answer(answer, command.ephemeral))
+    return web.json_response(_slack_answer(answer, command.ephemeral, via_mattermost))
 
 
 async def _answer(app: web.Application, workspace: Workspace, command: commands.Command, command_name: str
@@ -257,9 +260,9 @@ async def _post(response_url: str, body: dict[str, Any]) -> None:
         log.warning("chatops: the response URL answered %s: %s", response.status_code, response.body[:200])
 
 
-async def _deliver_later(work: asyncio.Future, response_url: str, ephemeral: bool) -> None:
+async def _deliver_later(work: asyncio.Future, response_url: str, ephemeral: bool, via_mattermost: bool) -> None:
     answer = await work
-    await _post(response_url, {**_slack_answer(answer, ephemeral), "replace_original": False})
+    await _post(response_url, {**_slack_answer(answer, ephemeral, via_mattermost), "replace_original": False})
 
 
 # --- interactivity ------------------------------------------------------------------------------

@@ -228,15 +228,37 @@ async def test_a_slow_answer_is_not_posted_to_a_response_url_outside_slack(
     assert slack.seen == []
 
 
-async def test_mattermost_slash_commands_are_verified_by_their_token(chat, build_1234, monkeypatch):
+async def test_mattermost_slash_commands_are_verified_by_their_token_and_answered_in_markdown(
+        chat, build_1234, monkeypatch):
     calls = counting(monkeypatch)
     form = {"Content-Type": "application/x-www-form-urlencoded"}
     good = await chat.post("/chatops/slack/commands", data=command_body("build 1234", team="MM")
                            .replace(b"legacy-verification-token", MM_TOKEN.encode()), headers=form)
-    assert good.status == 200 and "Build 1234 · failed" in texts(await good.json())
+    assert good.status == 200
+    body = await good.json()
+    assert body["response_type"] == "in_channel" and "blocks" not in body
+    text = body["text"]
+    assert "#### Build 1234 · failed" in text and "**Build 1234** is **failed**" in text
+    assert f"[Open the trail]({PUBLIC}/builds/1234)" in text
+    assert "```\n" in text and "error api/acme-1 <!\u200b" not in text
+    assert "<!channel> database down" in text.split("```\n")[1]  # in a code block: shown as logged, inert
+    assert "@channel" not in text and "@here" not in text  # Mattermost's own pings, made inert
     bad = await chat.post("/chatops/slack/commands", data=command_body("build 1234", team="MM"), headers=form)
     assert bad.status == 401
     assert calls == ["acme:build"]
+
+
+async def test_a_line_naming_mattermost_mentions_pings_nobody_there(chat, store):
+    write_lines(store, "acme", [{"level": "error", "message": "@channel @all @here wake up @alice",
+                                 "build_id": "mm1", "host": "@here-host"}])
+    body = await (await chat.post("/chatops/slack/commands", data=command_body("build mm1", team="MM")
+                                  .replace(b"legacy-verification-token", MM_TOKEN.encode()),
+                                  headers={"Content-Type": "application/x-www-form-urlencoded"})).json()
+    text = body["text"]
+    assert "wake up" in text and "here-host" in text
+    for mention in ("@channel", "@all", "@here", "@alice"):
+        assert mention not in text
+    assert "@\u200bchannel" in text
 
 
 async def test_chatops_paths_need_no_api_key_but_keyed_routes_still_do(chat_settings, store, workspaces,
