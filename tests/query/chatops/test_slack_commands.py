@@ -294,3 +294,22 @@ def test_add_slack_maps_a_workspace_to_a_tenant_and_keeps_secrets_in_a_private_f
     assert "--team" in capsys.readouterr().err
     assert main(["chatops", "remove", "T123", "--data-dir", str(data)]) == 0
     assert WorkspaceFile(data).load() == []
+
+
+async def test_a_deploy_answer_marks_hosts_that_went_silent_as_gone(chat, store):
+    from tests.query.data import NS, insert, make_line
+
+    now = time.time_ns()
+    insert(store, [
+        make_line(now - 30 * 60 * NS, tenant="acme", host="old-box", service="web", message="bye", deploy_id="d-9"),
+        make_line(now - 20 * NS, tenant="acme", host="new-box", service="web", message="hi", deploy_id="d-9"),
+    ])
+    body = await (await post_command(chat, "deploy d-9")).json()
+    parse_blocks(body)
+    [hosts] = [b["text"]["text"] for b in body["blocks"] if b["type"] == "section"
+               and b["text"]["text"].startswith("*Hosts*")]
+    assert hosts.startswith("*Hosts* (2, 1 gone)")
+    rows = {row.split("`")[1]: row for row in hosts.splitlines()[1:]}
+    assert "_gone_" in rows["old-box"] and "_gone_" not in rows["new-box"]
+    assert "Deploy d-9 · ok" in texts(body) and "_No error or fatal line._" in texts(body)
+    assert f"{PUBLIC}/deploys/d-9" in orjson.dumps(body).decode()
