@@ -46,6 +46,7 @@ PATHS = ("/chatops/slack/commands", "/chatops/slack/interactions", "/chatops/sla
 MAX_BODY_BYTES = 1024 * 1024  # Slack's payloads are a few KB
 SLACK_HOOKS_HOST = "hooks.slack.com"
 SEEN_EVENTS = 10_000
+COULD_NOT_ANSWER = "flightlog could not answer this time; the server's log has the details."
 
 
 class ChatOps:
@@ -233,9 +234,10 @@ async def _answer(app: web.Application, workspace: Workspace, command: commands.
     try:
         return await run_in_store_thread(app, answers.answer, app[STORE], workspace.tenant, command, chat.base,
                                          firing, command_name)
-    except Exception as exc:
-        log.exception("chatops: %s %r failed", command.name, command.arg)
-        return answers.problem(f"flightlog could not answer: {str(exc).splitlines()[0][:300] if str(exc) else exc!r}")
+    except Exception:
+        # the engine's error text can quote the query; the channel gets no more than that it failed
+        log.exception("chatops: %s %r for tenant %s failed", command.name, command.arg, workspace.tenant)
+        return answers.problem(COULD_NOT_ANSWER)
 
 
 def _firing(app: web.Application, tenant: str) -> list[dict[str, Any]]:
@@ -333,9 +335,9 @@ async def _press_answer(app: web.Application, workspace: Workspace, action_id: s
             return await run_in_store_thread(app, answers.first_error_answer, store, tenant, kind, entity_id, chat.base)
         if action_id == answers.SILENCE:
             return await _silence(app, workspace, data, user)
-    except Exception as exc:
-        log.exception("chatops: button %s failed", action_id)
-        return answers.problem(f"flightlog could not answer: {str(exc)[:300]}")
+    except Exception:
+        log.exception("chatops: button %s for tenant %s failed", action_id, tenant)
+        return answers.problem(COULD_NOT_ANSWER)
     return answers.problem("That button is not one flightlog knows.")
 
 

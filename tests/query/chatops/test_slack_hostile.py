@@ -121,3 +121,16 @@ def test_the_replay_memory_forgets_signatures_once_their_timestamp_is_stale_and_
     fresh = signed(b"text=later", SECRET_A, timestamp=int(clock[0]))
     verify_slack(workspace, b"text=later", fresh["X-Slack-Request-Timestamp"], fresh["X-Slack-Signature"], guard)
     assert len(guard._seen) == 1  # everything older went stale and was forgotten
+
+
+async def test_an_engine_failure_answers_that_it_failed_without_the_engines_text(chat, monkeypatch):
+    from flightlog.query import trails
+    from flightlog.schema.store import StoreError
+
+    def broken(*args, **kwargs):
+        raise StoreError("Code: 241. MEMORY_LIMIT_EXCEEDED while reading SELECT message FROM logs WHERE tenant='acme'")
+
+    monkeypatch.setattr(trails, "summary", broken)
+    body = await (await post_command(chat, "build 1234")).json()
+    assert body["response_type"] == "ephemeral" and "could not answer this time" in texts(body)
+    assert "MEMORY_LIMIT" not in orjson.dumps(body).decode() and "SELECT" not in orjson.dumps(body).decode()
