@@ -114,14 +114,22 @@ def value_chart(series: dict[str, Any], since_ms: int, now_ms: int, threshold: f
     for i, group in enumerate(groups):
         label = ", ".join(f"{k}={v}" for k, v in group["labels"].items()) or "(all)"
         points = " ".join(f"{x(t)},{y(v)}" for t, v in group["points"])
-        last = group["points"][-1][1] if group["points"] else 0
-        lines.append({"points": points, "label": label, "series": i % 8, "last": last})
+        last = group["points"][-1] if group["points"] else (now_ms, 0.0)
+        # a dot at the latest value: a group seen once is a single point, which a line cannot show
+        lines.append({"points": points, "label": label, "series": i % 8, "last": number(last[1]),
+                      "dot": {"x": x(last[0]), "y": y(last[1])}})
     ticks = []
     for hours in range(0, 25, 4):
         t = since_ms + hours * 3600 * 1000
         ticks.append({"x": x(t), "label": time.strftime("%H:%M", time.gmtime(t / 1000))})
     return {"lines": lines, "w": CHART_W, "h": CHART_H, "pad": CHART_PAD, "peak": peak, "ticks": ticks,
             "threshold_y": y(threshold) if threshold is not None else None, "threshold": threshold}
+
+
+def number(value: float) -> str:
+    """A value as people read it: 23, not 23.0; 0.125, not 0.12500000001."""
+    value = float(value)
+    return str(int(value)) if value.is_integer() else f"{value:.4g}"
 
 
 def _can_manage(request: web.Request) -> bool:
@@ -291,6 +299,9 @@ async def expire_silence_action(request: web.Request) -> web.Response:
 
 
 def setup_alert_pages(app: web.Application) -> None:
+    from flightlog.web.pages import environment
+
+    environment().filters["number"] = number
     r = app.router
     r.add_get("/alerts", alerts_page)
     r.add_get("/alerts/new", new_rule_page)

@@ -303,7 +303,8 @@ class Evaluator:
         if not links:
             links = {"lines": self.public_url + f"/alerts?rule={_quote(rule.name)}"}
         value = sample.value if sample is not None else state.value
-        context = {"labels": labels, "value": value, "rule": rule.name, "group": state.labels, "links": links,
+        shown = int(value) if float(value).is_integer() else value  # "23 errors", not "23.0 errors"
+        context = {"labels": labels, "value": shown, "rule": rule.name, "group": state.labels, "links": links,
                    "state": status, **({"detail": sample.detail} if sample else {"detail": {}})}
         annotations = {name: render_template(text, context) for name, text in rule.annotations.items()}
         if sample is not None:

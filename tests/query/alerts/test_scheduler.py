@@ -97,7 +97,7 @@ async def test_a_group_fires_after_for_and_resolves_when_its_lines_leave_the_win
         body = receiver.received[0].json()
         assert body["status"] == "firing" and body["version"] == "4"
         assert body["alerts"][0]["labels"]["host"] == "web-1"
-        assert body["commonAnnotations"]["summary"] == "5.0 errors on web-1"
+        assert body["commonAnnotations"]["summary"] == "5 errors on web-1"
         # 6 minutes later the lines are out of the 5-minute window: resolved
         [c] = await evaluator.evaluate_rule(stored, t0 + 61_000 + 6 * 60_000)
         assert c.after.state == RESOLVED
