@@ -140,8 +140,11 @@ def _can_manage(request: web.Request) -> bool:
 @_page
 async def alerts_page(request: web.Request) -> web.Response:
     service, tenant = request.app[ALERTS], tenant_of(request)
-    active = await run_in_store_thread(request.app, silences.active, request.app[STORE], tenant)
-    rules = [describe(service, r) for r in service.registry.of_tenant(tenant)]
+    store = request.app[STORE]
+    active, saved = await run_in_store_thread(
+        request.app, lambda: (silences.active(store, tenant), state.rule_statuses(store, tenant))
+    )
+    rules = [describe(service, r, saved=saved) for r in service.registry.of_tenant(tenant)]
     return render(request, "alerts.html", title="Alerts", rules=rules, silences=[s.public() for s in active],
                   rule_url=rule_url, can_manage=_can_manage(request))
 
@@ -151,7 +154,8 @@ async def _rule_page(request: web.Request, stored: StoredRule | None, *, form: d
                      notice: str = "", test_results: list[dict[str, Any]] | None = None, status: int = 200,
                      channels: list[dict[str, Any]] | None = None) -> web.Response:
     service, tenant, store = request.app[ALERTS], tenant_of(request), request.app[STORE]
-    body = describe(service, stored) if stored is not None else None
+    saved = await run_in_store_thread(request.app, state.rule_statuses, store, tenant) if stored else {}
+    body = describe(service, stored, saved=saved) if stored is not None else None
     groups: list[dict[str, Any]] = []
     history: list[dict[str, Any]] = []
     chart = None

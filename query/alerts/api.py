@@ -171,26 +171,40 @@ def keep_channels(data: Any, existing: StoredRule | None) -> Any:
     return {**data, "channels": channels}
 
 
-def describe(service: AlertService, stored: StoredRule, groups: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+def describe(service: AlertService, stored: StoredRule, groups: list[dict[str, Any]] | None = None,
+             saved: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+    """A rule as the API shows it, with its status: this node's own when it evaluates the rule,
+    else what the evaluating node wrote (`saved`, from state.rule_statuses)."""
     status = service.evaluator.status.get(stored.key)
     failure = service.dispatcher.rule_errors.get(stored.key)
-    body = {
-        **stored.rule.public(),
-        "source": stored.source,
-        "read_only": stored.read_only,
-        "status": {
-            "last_evaluation": _ms_text(status.last_evaluation_ms) if status and status.last_evaluation_ms else None,
-            "last_duration_ms": round(status.last_duration_s * 1000, 3) if status else None,
-            "error": status.last_error if status else "",
-            "evaluations": status.evaluations if status else 0,
-            "failures": status.failures if status else 0,
+    live = service.evaluator.states.get(stored.key, {})
+    if status is not None:
+        shown = {
+            "last_evaluation": _ms_text(status.last_evaluation_ms) if status.last_evaluation_ms else None,
+            "last_duration_ms": round(status.last_duration_s * 1000, 3),
+            "error": status.last_error,
+            "evaluations": status.evaluations,
+            "failures": status.failures,
             "notification_error": {"channel": failure[0], "error": failure[1], "at": _ms_text(int(failure[2] * 1000))}
             if failure else None,
-        },
-    }
-    live = service.evaluator.states.get(stored.key, {})
-    body["firing"] = sum(1 for g in live.values() if g.state == state.FIRING)
-    body["pending"] = sum(1 for g in live.values() if g.state == state.PENDING)
+        }
+        firing = sum(1 for g in live.values() if g.state == state.FIRING)
+        pending = sum(1 for g in live.values() if g.state == state.PENDING)
+    else:
+        other = (saved or {}).get(stored.rule.name)
+        shown = {
+            "last_evaluation": _ms_text(other["last_evaluation_ms"]) if other else None,
+            "last_duration_ms": round(other["duration_ms"], 3) if other else None,
+            "error": other["error"] if other else "",
+            "evaluations": other["evaluations"] if other else 0,
+            "failures": other["failures"] if other else 0,
+            "notification_error": {"channel": other["notify_error"].split(":", 1)[0], "error": other["notify_error"],
+                                   "at": None} if other and other["notify_error"] else None,
+        }
+        firing = other["firing"] if other else 0
+        pending = other["pending"] if other else 0
+    body = {**stored.rule.public(), "source": stored.source, "read_only": stored.read_only, "status": shown,
+            "firing": firing, "pending": pending}
     if groups is not None:
         body["groups"] = groups
     return body
@@ -212,7 +226,8 @@ def _get(service: AlertService, tenant: str, name: str) -> StoredRule:
 
 async def list_rules_handler(request: web.Request) -> web.Response:
     service, tenant = request.app[ALERTS], tenant_of(request)
-    return _json({"rules": [describe(service, r) for r in service.registry.of_tenant(tenant)]})
+    saved = await run_in_store_thread(request.app, state.rule_statuses, request.app[STORE], tenant)
+    return _json({"rules": [describe(service, r, saved=saved) for r in service.registry.of_tenant(tenant)]})
 
 
 async def get_rule_handler(request: web.Request) -> web.Response:
@@ -220,10 +235,11 @@ async def get_rule_handler(request: web.Request) -> web.Response:
     stored = _get(service, tenant, request.match_info["name"])
 
     def load():
-        return state.groups(store, tenant, stored.rule.name), state.history(store, tenant, stored.rule.name)
+        return (state.groups(store, tenant, stored.rule.name), state.history(store, tenant, stored.rule.name),
+                state.rule_statuses(store, tenant))
 
-    groups, history = await run_in_store_thread(request.app, load)
-    return _json({**describe(service, stored, groups), "history": history})
+    groups, history, saved = await run_in_store_thread(request.app, load)
+    return _json({**describe(service, stored, groups, saved), "history": history})
 
 
 async def _save(request: web.Request, *, create: bool) -> web.Response:
@@ -325,15 +341,10 @@ def _preview(store, tenant, rule):
 
 
 async def active_handler(request: web.Request) -> web.Response:
-    service, tenant = request.app[ALERTS], tenant_of(request)
-    out = []
-    for (t, rule), groups in service.evaluator.states.items():
-        if t != tenant:
-            continue
-        for g in groups.values():
-            out.append({"rule": rule, "fingerprint": g.fingerprint, "labels": g.labels, "state": g.state,
-                        "value": g.value, "since": _ms_text(g.fired_at_ms or g.active_since_ms)})
-    return _json({"alerts": sorted(out, key=lambda a: (a["state"] != "firing", a["rule"]))})
+    """Pending and firing groups from the store: every node answers the same."""
+    found = await run_in_store_thread(request.app, state.active_groups, request.app[STORE], tenant_of(request))
+    return _json({"alerts": [{**{k: v for k, v in g.items() if k != "since_ms"}, "since": _ms_text(g["since_ms"])}
+                             for g in found]})
 
 
 # --- silences ---------------------------------------------------------------------------------

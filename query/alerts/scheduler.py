@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import secrets
 import socket
 import time
 import zlib
@@ -77,7 +78,21 @@ def phase(key: tuple[str, str], interval_s: int) -> float:
 
 
 def node_id() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
+    """This evaluator's name in the lease: host, process, and a token (two apps in one process,
+    or a restarted one, are different evaluators)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+
+
+def release_lease(store: Store, owner: str) -> None:
+    """Give the lease up (on a clean stop), so a standby or the restarted process takes over at
+    once instead of after LEASE_S."""
+    rows = store.query(
+        "SELECT argMax(owner, version) FROM alert_leases WHERE name = {n:String} HAVING count() > 0",
+        {"n": LEASE_NAME},
+    ).rows
+    if rows and rows[0][0] == owner:
+        store.insert_rows("alert_leases", [{"name": LEASE_NAME, "owner": "", "until": ms_datetime(0),
+                                            "version": time.time_ns()}])
 
 
 def try_lease(store: Store, owner: str, now_ms: int, lease_s: float = LEASE_S, settle_s: float = LEASE_SETTLE_S) -> bool:
@@ -108,7 +123,7 @@ def try_lease(store: Store, owner: str, now_ms: int, lease_s: float = LEASE_S, s
         return True
     if settle_s > 0:
         time.sleep(settle_s)
-        current = holder()
+    current = holder()
     return current is not None and current[0] == owner
 
 
@@ -164,8 +179,10 @@ class Evaluator:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         try:
             await self.run_blocking(self.states_store.flush_values)
+            if self.is_leader:
+                await self.run_blocking(release_lease, self.store, self.owner)
         except StoreError as exc:
-            log.warning("alert evaluator: the last values were not written: %s", exc)
+            log.warning("alert evaluator: the last values or the lease release were not written: %s", exc)
 
     async def _loop(self) -> None:
         while True:
@@ -262,6 +279,7 @@ class Evaluator:
             status.last_evaluation_ms = now_ms
             status.last_duration_s = time.perf_counter() - started
             status.duration_sum_s += status.last_duration_s
+            self._record_status(stored.key, status)
             return []
         status.last_duration_s = time.perf_counter() - started
         status.duration_sum_s += status.last_duration_s
@@ -282,12 +300,27 @@ class Evaluator:
                                        rule.repeat_s * 1000))
         await self.run_blocking(self._persist, tenant, rule.name, changes, samples, now_ms)
         self.states[stored.key] = {c.after.fingerprint: c.after for c in changes if c.after.state in (PENDING, FIRING)}
+        self._record_status(stored.key, status)
         await self._notify(stored, changes, seen, now_ms)
         return changes
 
     def _persist(self, tenant: str, rule: str, changes: list[Change], samples: list[Sample], now_ms: int) -> None:
         self.states_store.save(tenant, rule, changes, now_ms)
         self.states_store.record_values(tenant, rule, [(s.fingerprint, s.labels, s.value) for s in samples], now_ms)
+
+    def _record_status(self, key: tuple[str, str], status: RuleStatus) -> None:
+        groups = self.states.get(key, {})
+        failure = self.dispatcher.rule_errors.get(key)
+        self.states_store.record_status(key[0], key[1], {
+            "last_evaluation": ms_datetime(status.last_evaluation_ms),
+            "duration_ms": status.last_duration_s * 1000,
+            "error": status.last_error,
+            "notify_error": f"{failure[0]}: {failure[1]}" if failure else "",
+            "evaluations": status.evaluations,
+            "failures": status.failures,
+            "firing": sum(1 for g in groups.values() if g.state == FIRING),
+            "pending": sum(1 for g in groups.values() if g.state == PENDING),
+        })
 
     # --- notifications ------------------------------------------------------------------------
 

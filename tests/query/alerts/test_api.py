@@ -3,9 +3,11 @@ file rules read-only, preview, test notifications, silences, scopes and tenants.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 
 import pytest
+from flightlog.query.alerts.api import ALERTS
 from flightlog.schema.keys import KeyFile, new_key
 from flightlog.web.server import create_app
 
@@ -173,3 +175,24 @@ async def test_managing_rules_needs_an_alerts_or_admin_key_and_stays_in_the_tena
     assert (await client.delete("/api/v1/alerts/rules/checkout errors", headers=alerts_a)).status == 200
     assert [r["name"] for r in (await (await client.get("/api/v1/alerts/rules", headers=alerts_b)).json())["rules"]] \
         == ["checkout errors"]
+
+
+async def test_a_standby_node_shows_the_evaluating_nodes_status_and_groups(aiohttp_client, settings, store, tmp_path):
+    path = tmp_path / "rules.yml"
+    path.write_text("rules:\n  - name: errors\n    query: level:error\n    interval: 5s\n    condition: count > 1\n"
+                    "    group_by: [host]\n")
+    lines(store, 3, host="web-1", level="error")
+    leader = await aiohttp_client(create_app(dataclasses.replace(settings, rules=str(path)), roles={"query"},
+                                             store=store))
+    standby = await aiohttp_client(create_app(dataclasses.replace(settings, rules=str(path)), roles={"query"},
+                                              store=store))
+    for _ in range(200):
+        alerts = (await (await standby.get("/api/v1/alerts")).json())["alerts"]
+        rules = (await (await standby.get("/api/v1/alerts/rules")).json())["rules"]
+        if alerts and rules[0]["status"]["evaluations"]:
+            break
+        await asyncio.sleep(0.1)
+    assert [(a["rule"], a["labels"], a["state"]) for a in alerts] == [("errors", {"host": "web-1"}, "firing")]
+    assert rules[0]["firing"] == 1 and rules[0]["status"]["last_evaluation"]
+    leaders = [c.app[ALERTS].evaluator.is_leader for c in (leader, standby)]
+    assert sorted(leaders) == [False, True]
