@@ -17,6 +17,7 @@ import logging
 import os
 import secrets
 import socket
+import threading
 import time
 import zlib
 from collections.abc import Awaitable, Callable
@@ -103,6 +104,14 @@ def try_lease(store: Store, owner: str, now_ms: int, lease_s: float = LEASE_S, s
     own: a rival that read the lease before our claim wrote its own claim within that time.
     """
 
+    with _LEASE_LOCK:  # evaluators of one process claim in turn; across processes the settle time does
+        return _try_lease(store, owner, now_ms, lease_s, settle_s)
+
+
+_LEASE_LOCK = threading.Lock()
+
+
+def _try_lease(store: Store, owner: str, now_ms: int, lease_s: float, settle_s: float) -> bool:
     def holder() -> tuple[str, int] | None:
         rows = store.query(
             "SELECT argMax(owner, version), toUnixTimestamp64Milli(argMax(until, version)) FROM alert_leases "

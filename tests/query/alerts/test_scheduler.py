@@ -176,12 +176,15 @@ def test_only_one_of_two_nodes_holds_the_evaluator_lease(store):
 
 
 async def test_two_evaluators_racing_for_the_lease_never_both_win(store):
+    """Two processes (no shared lock: the claim itself, as across nodes) claiming at once."""
+    from flightlog.query.alerts.scheduler import _try_lease
+
     now = int(time.time() * 1000)
     for round_ in range(3):
         at = now + round_ * 100_000
         won = await asyncio.gather(
-            asyncio.to_thread(try_lease, store, f"a{round_}", at, 30, 0.5),
-            asyncio.to_thread(try_lease, store, f"b{round_}", at, 30, 0.5),
+            asyncio.to_thread(_try_lease, store, f"a{round_}", at, 30, 0.5),
+            asyncio.to_thread(_try_lease, store, f"b{round_}", at, 30, 0.5),
         )
         assert sum(won) == 1, won
 
