@@ -307,7 +307,12 @@ class Evaluator:
             if fp not in seen:  # the group has no lines in the window any more: its value is 0
                 changes.append(advance(prev, fp, prev.labels, False, 0.0, now_ms, rule.for_s * 1000,
                                        rule.repeat_s * 1000))
-        await self.run_blocking(self._persist, tenant, rule.name, changes, samples, now_ms)
+        try:
+            await self.run_blocking(self._persist, tenant, rule.name, changes, samples, now_ms)
+        except StoreError as exc:
+            # notify anyway: a missed alert costs more than a repeat after a restart
+            status.failures += 1
+            status.last_error = f"the state could not be saved: {str(exc)[:300]}"
         self.states[stored.key] = {c.after.fingerprint: c.after for c in changes if c.after.state in (PENDING, FIRING)}
         self._record_status(stored.key, status)
         await self._notify(stored, changes, seen, now_ms)

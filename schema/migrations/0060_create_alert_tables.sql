@@ -45,7 +45,7 @@ CREATE TABLE IF NOT EXISTS alert_history
     state       LowCardinality(String),
     value       Float64
 )
-ENGINE = MergeTree
+ENGINE = {{merge_tree}}
 ORDER BY (tenant, rule, ts)
 TTL toDateTime(ts) + INTERVAL 90 DAY;
 
@@ -58,7 +58,7 @@ CREATE TABLE IF NOT EXISTS alert_values
     labels      Map(String, String),
     value       Float64
 )
-ENGINE = MergeTree
+ENGINE = {{merge_tree}}
 ORDER BY (tenant, rule, ts)
 TTL toDateTime(ts) + INTERVAL 7 DAY;
 
