@@ -145,8 +145,17 @@ def setup_metrics(app: web.Application) -> IngestMetrics:
     return metrics
 
 
+def metrics_tenant(request: web.Request) -> str | None:
+    """Whose series a scrape may see: every tenant's for an admin key or an open server, else
+    the key's own tenant (rule values carry label values taken from that tenant's lines)."""
+    key = request.get("key")
+    if key is None or getattr(key, "scope", "") == "admin":
+        return None
+    return key.tenant
+
+
 async def get_metrics(request: web.Request) -> web.Response:
     # and what other parts of the app contribute (the alert evaluator's metrics)
     extras = request.app[EXTRAS].get("metrics", []) if EXTRAS in request.app else []
-    text = request.app[METRICS].render() + "".join(render() for render in extras)
+    text = request.app[METRICS].render() + "".join(render(metrics_tenant(request)) for render in extras)
     return web.Response(body=text.encode(), headers={"Content-Type": CONTENT_TYPE})

@@ -104,8 +104,11 @@ def _store_context(given: Store | None):
 
 
 async def metrics(request: web.Request) -> web.Response:
-    """Prometheus text from every part that contributes (EXTRAS["metrics"]: callables → text)."""
-    text = "".join(render() for render in request.app[EXTRAS].get("metrics", []))
+    """Prometheus text from every part that contributes (EXTRAS["metrics"]: callables of the
+    tenant whose series to show, None for all → text)."""
+    from flightlog.ingest.metrics import metrics_tenant
+
+    text = "".join(render(metrics_tenant(request)) for render in request.app[EXTRAS].get("metrics", []))
     return web.Response(body=text.encode(), headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
 
 

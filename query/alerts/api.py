@@ -98,7 +98,7 @@ def setup_alerts(app: web.Application) -> None:
         check_alertmanager_url(settings.alertmanager_url)
     file_rules = load_file_rules(settings)  # a bad file stops the start, naming the field
     app.cleanup_ctx.append(_alerts_context(file_rules))
-    app[EXTRAS].setdefault("metrics", []).append(lambda: alert_metrics.render(app[ALERTS].evaluator))
+    app[EXTRAS].setdefault("metrics", []).append(lambda tenant: alert_metrics.render(app[ALERTS].evaluator, tenant))
     r = app.router
     r.add_get("/api/v1/alerts", active_handler)
     r.add_get("/api/v1/alerts/rules", list_rules_handler)

@@ -196,3 +196,21 @@ async def test_a_standby_node_shows_the_evaluating_nodes_status_and_groups(aioht
     assert rules[0]["firing"] == 1 and rules[0]["status"]["last_evaluation"]
     leaders = [c.app[ALERTS].evaluator.is_leader for c in (leader, standby)]
     assert sorted(leaders) == [False, True]
+
+
+async def test_a_tenants_read_key_scrapes_only_its_own_rule_values(client, key, store):
+    lines(store, 2, tenant="a", host="host-of-a", level="error")
+    lines(store, 2, tenant="b", host="host-of-b", level="error")
+    rule = {"name": "errors", "query": "level:error", "condition": "count > 0", "group_by": ["host"], "interval": "5s"}
+    for tenant in ("a", "b"):
+        assert (await client.post("/api/v1/alerts/rules", json=rule, headers=key(tenant, "alerts"))).status == 201
+    admin = key("a", "admin")
+    for _ in range(100):
+        text = await (await client.get("/metrics", headers=admin)).text()
+        if "host-of-a" in text and "host-of-b" in text:
+            break
+        await asyncio.sleep(0.1)
+    assert 'flightlog_rule_value{tenant="b",rule="errors",host="host-of-b"} 2.0' in text
+    own = await (await client.get("/metrics", headers=key("a", "read"))).text()
+    assert 'flightlog_rule_value{tenant="a",rule="errors",host="host-of-a"} 2.0' in own
+    assert "host-of-b" not in own and 'tenant="b"' not in own
