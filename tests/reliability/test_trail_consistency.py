@@ -148,3 +148,43 @@ async def test_no_line_is_searchable_before_its_trail_and_summary_hold_it(client
         resp = await client.get(f"/api/v1/builds/{build}")
         assert resp.status == 200
         assert (await resp.json())["lines"] == searchable[("build", build)]
+
+
+def test_logs_pending_has_the_structure_of_logs(store):
+    """Moving partitions needs identical columns, keys, indexes and TTL: a migration that
+    changes `logs` must change `logs_pending` too, or every publish fails."""
+    def shape(table: str) -> str:
+        return store.query(f"SHOW CREATE TABLE {table}").scalar().replace(f".{table}\n", ".T\n")
+
+    assert shape("logs_pending") == shape("logs")
+
+
+async def test_a_batch_inserted_but_not_yet_published_lands_once_on_replay(store, tmp_path, monkeypatch):
+    """The crash window between the insert into logs_pending and the move into logs: the
+    replay's insert is dropped by its token in logs_pending and in every view, and the move
+    then publishes the lines of the first insert, once."""
+    from flightlog.ingest.batcher import Batcher
+    from flightlog.ingest.chunk import Chunk
+    from flightlog.schema import publish
+
+    wal_dir = tmp_path / "wal"
+    lines = b"\n".join(orjson.dumps({"msg": f"m{i}", "build_id": "once", "deploy_id": "d-once"}) for i in range(300))
+    monkeypatch.setattr(publish, "publish_pending", lambda store: 0)  # the process dies before the move
+    writer = Batcher(store, wal_dir, max_age_ms=60_000)
+    await writer.start()
+    await writer.append(Chunk(lines, 300, "default", {}, simple=True))
+    path = next(iter(writer._current.values())).path
+    kept = path.read_bytes()
+    await writer.stop()  # inserts into logs_pending, deletes the segment
+    assert store.query("SELECT count() FROM logs").scalar() == 0
+    assert store.query("SELECT count() FROM logs_pending").scalar() == 300
+    monkeypatch.undo()
+
+    path.write_bytes(kept)  # the segment was never deleted: it is replayed at the next start
+    replay = Batcher(store, wal_dir)
+    await replay.start()
+    await replay.stop()
+    assert store.query("SELECT count() FROM logs_pending").scalar() == 0
+    assert store.query("SELECT count() FROM logs").scalar() == 300
+    assert dict(store.query("SELECT kind, count() FROM trail_lines GROUP BY kind").rows) == {"build": 300, "deploy": 300}
+    assert store.query("SELECT sum(lines) FROM id_summary WHERE id = 'once'").scalar() == 300
