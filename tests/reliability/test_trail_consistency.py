@@ -188,3 +188,42 @@ async def test_a_batch_inserted_but_not_yet_published_lands_once_on_replay(store
     assert store.query("SELECT count() FROM logs").scalar() == 300
     assert dict(store.query("SELECT kind, count() FROM trail_lines GROUP BY kind").rows) == {"build": 300, "deploy": 300}
     assert store.query("SELECT sum(lines) FROM id_summary WHERE id = 'once'").scalar() == 300
+
+
+async def test_a_data_dir_from_before_0050_keeps_its_lines_and_publishes_new_ones(tmp_path):
+    """Upgrading: lines stored before migration 0050 stay where they are, in logs and in their
+    trail, and lines ingested after it reach logs through logs_pending, counted once."""
+    from flightlog.ingest.batcher import Batcher
+    from flightlog.ingest.chunk import Chunk
+    from flightlog.schema.embedded import EmbeddedStore
+    from flightlog.schema.migrate import apply_migrations, load_migrations, template_values
+
+    store = EmbeddedStore(tmp_path / "data")
+    try:
+        store.command(
+            "CREATE TABLE schema_migrations (number UInt32, name String, "
+            "applied_at DateTime64(3, 'UTC') DEFAULT now64(3)) ENGINE = MergeTree ORDER BY number"
+        )
+        values = template_values(store, 30)
+        for migration in load_migrations():
+            if migration.number < 50:
+                for statement in migration.statements(values):
+                    store.command(statement)
+                store.insert_rows("schema_migrations", [{"number": migration.number, "name": migration.name}])
+        old = [{"ts": "2030-01-01 00:00:00", "observed_ts": "2030-01-01 00:00:00", "seq": i, "tenant": "default",
+                "message": f"old {i}", "build_id": "b-up"} for i in range(40)]
+        store.insert_rows("logs", old)  # how ingest wrote before 0050
+
+        assert [n for n in apply_migrations(store, 30 * 365) if n.startswith("0050_")]
+        batcher = Batcher(store, tmp_path / "wal", max_age_ms=10)
+        await batcher.start()
+        new = b"\n".join(orjson.dumps({"msg": f"new {i}", "build_id": "b-up"}) for i in range(60))
+        await batcher.append(Chunk(new, 60, "default", {}, simple=True))
+        await batcher.stop()
+
+        assert store.query("SELECT count() FROM logs WHERE build_id = 'b-up'").scalar() == 100
+        assert store.query("SELECT count() FROM trail_lines WHERE id = 'b-up'").scalar() == 100
+        assert store.query("SELECT sum(lines) FROM id_summary WHERE id = 'b-up'").scalar() == 100
+        assert store.query("SELECT count() FROM logs_pending").scalar() == 0
+    finally:
+        store.close()
