@@ -21,7 +21,7 @@ import re
 import threading
 from collections.abc import Callable
 
-from flightlog.schema.store import Store
+from flightlog.schema.store import Store, StoreError
 
 PENDING_TABLE = "logs_pending"
 PUBLISHED_TABLE = "logs"
@@ -51,11 +51,14 @@ class Publisher:
         self._cond = threading.Condition()
         self._running = 0
         self._move_wanted = False
+        self._moves = 0  # move attempts so far
+        self._move_error: StoreError | None = None  # how the last attempt failed, if it did
 
     def insert(self, run: Callable[[], None]) -> None:
         """Run `run` (an insert into `logs_pending`); return once its lines are in `logs`.
-        Raises what `run` or the move raised; a batch retried after either lands once (its
-        deduplication token drops it from `logs_pending` and from every view)."""
+        Raises what `run` raised, or StoreError when the move carrying its lines failed; a
+        batch retried after either lands once (its deduplication token drops it from
+        `logs_pending` and from every view, and the retry's move publishes it)."""
         with self._cond:
             self._cond.wait_for(lambda: not self._move_wanted)
             self._running += 1
@@ -68,19 +71,23 @@ class Publisher:
                 self._running -= 1
                 if inserted:
                     self._move_wanted = True
+                    attempt = self._moves + 1  # the move that will carry these lines
                 if self._running == 0 and self._move_wanted:
-                    try:
-                        # Under the lock: no insert starts while the move runs.
-                        publish_pending(self.store)
-                    finally:
-                        self._move_wanted = False
-                        self._cond.notify_all()
-                elif not inserted and self._running == 0:
-                    self._cond.notify_all()
+                    self._move()
         if inserted:
-            self._wait_published()
+            with self._cond:
+                self._cond.wait_for(lambda: self._moves >= attempt)
+                if self._move_error is not None:
+                    raise StoreError(f"inserted, but not yet moved into {PUBLISHED_TABLE}: {self._move_error}")
 
-    def _wait_published(self) -> None:
-        # Another thread's move may carry this insert's lines; return once it has run.
-        with self._cond:
-            self._cond.wait_for(lambda: not self._move_wanted)
+    def _move(self) -> None:
+        # Called holding the lock: no insert starts while the move runs.
+        try:
+            publish_pending(self.store)
+            self._move_error = None
+        except StoreError as exc:
+            self._move_error = exc
+        finally:
+            self._moves += 1
+            self._move_wanted = False
+            self._cond.notify_all()

@@ -227,3 +227,37 @@ async def test_a_data_dir_from_before_0050_keeps_its_lines_and_publishes_new_one
         assert store.query("SELECT count() FROM logs_pending").scalar() == 0
     finally:
         store.close()
+
+
+def test_an_insert_whose_move_failed_raises_so_the_batch_is_retried_and_published(store):
+    """Acknowledged lines must not sit in logs_pending unseen: when the move fails, the insert
+    raises (the batcher retries it); the retry is dropped by its token and its move publishes."""
+    from flightlog.schema.publish import Publisher
+    from flightlog.schema.store import StoreError
+
+    class RefusesOneMove:
+        def __init__(self, inner) -> None:
+            self.inner, self.refused = inner, False
+
+        def query(self, *args, **kwargs):
+            return self.inner.query(*args, **kwargs)
+
+        def command(self, sql, *args, **kwargs):
+            if "MOVE PARTITION" in sql and not self.refused:
+                self.refused = True
+                raise StoreError("disk trouble")
+            return self.inner.command(sql, *args, **kwargs)
+
+    publisher = Publisher(RefusesOneMove(store))
+    insert = (
+        "INSERT INTO logs_pending (ts, observed_ts, seq, tenant, message, build_id) "
+        "SETTINGS insert_deduplicate = 1, deduplicate_blocks_in_dependent_materialized_views = 1, "
+        "insert_deduplication_token = 'retry-me' "
+        "SELECT now64(9), now64(9), number, 'default', 'm', 'b-retry' FROM numbers(100)"
+    )
+    with pytest.raises(StoreError, match="not yet moved"):
+        publisher.insert(lambda: store.command(insert))
+    assert store.query("SELECT count() FROM logs").scalar() == 0
+    publisher.insert(lambda: store.command(insert))  # the batcher's retry
+    assert store.query("SELECT count() FROM logs").scalar() == 100
+    assert store.query("SELECT count() FROM trail_lines WHERE id = 'b-retry'").scalar() == 100
