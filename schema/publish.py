@@ -5,7 +5,8 @@ correlation tables. The engine commits a table's part before its views' parts, s
 into `logs` itself made a line searchable seconds before its trail had it. Here the insert
 goes to `logs_pending`, and only when it has returned (every view's part committed) are the
 pending partitions moved into `logs`: a metadata operation (parts are hard-linked, not
-rewritten; ~15 ms for a 200k-line batch) that readers see all at once per partition.
+rewritten; 13–20 ms for a 200k-line batch on a quiet machine, up to ~240 ms under load)
+that readers see all at once per partition.
 
 A pending part is committed before its own views' parts too, so moving while another insert
 runs could publish that insert's lines early. `Publisher.insert` lets inserts run side by
