@@ -41,7 +41,7 @@ from typing import Any
 
 import orjson
 from aiohttp import web
-from flightlog.schema.engine_errors import error_kind, log_engine_error, public_reason
+from flightlog.schema.engine_errors import error_code, error_kind, log_engine_error, public_reason
 from flightlog.schema.settings import Settings
 from flightlog.schema.store import Store, StoreError, sql_literal
 from flightlog.web.errors import ApiError
@@ -503,7 +503,7 @@ def _failed(exc: StoreError, statement: str, invalid: bool = False) -> InvalidSq
     """The 400 for an engine error of a step that reads data: its kind, never its text."""
     log_engine_error(f"sql console statement {statement[:200]!r}", exc)
     reason = public_reason(exc, statement)
-    if exc.code in TIMEOUT_CODES:
+    if error_code(exc) in TIMEOUT_CODES:
         return SqlTimedOut(400, f"sql: stopped after the {MAX_EXECUTION_SECONDS} s limit: {reason}")
     return InvalidSql(400, f"sql: {reason}" if invalid else f"sql: the query failed: {reason}")
 

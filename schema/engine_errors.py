@@ -20,6 +20,8 @@ log = logging.getLogger("flightlog.engine")
 # The engine ends every message with its error's name in capitals: "… (CANNOT_PARSE_TEXT)".
 _NAME = re.compile(r"\(([A-Z][A-Z0-9_]{2,80})\)\s*$")
 _IDENTIFIER = re.compile(r"`([^`\n]{1,200})`")
+# chDB: "Code: 6. DB::Exception: …"; clickhouse-connect: "… received ClickHouse error code 6 …"
+_CODE = re.compile(r"(?:\bCode: |\berror code )(\d{1,6})\b")
 
 HINTS: dict[int, str] = {
     6: "a value could not be converted to the type asked for (the …OrNull / …OrZero functions return NULL or 0 instead)",
@@ -44,14 +46,22 @@ HINTS: dict[int, str] = {
 }
 
 
+def error_code(exc: StoreError) -> int | None:
+    if exc.code is not None:
+        return exc.code
+    match = _CODE.search(str(exc))
+    return int(match.group(1)) if match else None
+
+
 def error_kind(exc: StoreError) -> str:
     """`NAME (code N)` of an engine error, or what is known of it."""
     match = _NAME.search(str(exc))
     name = match.group(1) if match else ""
-    if name and exc.code is not None:
-        return f"{name} (code {exc.code})"
-    if exc.code is not None:
-        return f"engine error code {exc.code}"
+    code = error_code(exc)
+    if name and code is not None:
+        return f"{name} (code {code})"
+    if code is not None:
+        return f"engine error code {code}"
     return name or "engine error"
 
 
@@ -59,7 +69,7 @@ def public_reason(exc: StoreError, own_text: str = "") -> str:
     """A reason safe to show whoever sent `own_text`: the error's kind, a fixed hint, and the
     identifiers the message names that `own_text` holds too. No value of any row."""
     reason = error_kind(exc)
-    hint = HINTS.get(exc.code or -1)
+    hint = HINTS.get(error_code(exc) or -1)
     if hint:
         reason = f"{hint} ({reason})"
     if own_text:
