@@ -278,7 +278,8 @@ def run_audited(store: Store, tenant: str, caller: str, sql: str, max_memory: in
         _audit(store, tenant, caller, sql, outcome, started)
         raise
     except Exception as exc:
-        outcome.outcome, outcome.error = "failed", f"sql: {exc}"
+        reason = error_kind(exc) if isinstance(exc, StoreError) else type(exc).__name__
+        outcome.outcome, outcome.error = "failed", f"sql: {reason}"
         _audit(store, tenant, caller, sql, outcome, started)
         raise
     _audit(store, tenant, caller, sql, outcome, started)
