@@ -11,7 +11,7 @@ from aiohttp.web_exceptions import HTTPRequestEntityTooLarge
 from flightlog.ingest.backpressure import BUDGET, InflightBudget, Throttled, ingest_middleware
 from flightlog.ingest.batcher import Batcher, WalFull
 from flightlog.ingest.chunk import Chunk, LineError
-from flightlog.ingest.decompress import decompress, too_large
+from flightlog.ingest.decompress import inflate, too_large
 from flightlog.ingest.limits import MAX_ERRORS_LISTED, IngestError, Limits
 from flightlog.ingest.metrics import METRICS, setup_metrics
 from flightlog.ingest.protocols import jsonlines, text
@@ -85,7 +85,7 @@ async def read_body(request: web.Request, limits: Limits) -> bytes:
     encoding = request.headers.get("Content-Encoding", "")
     if not encoding:
         return raw
-    return decompress(raw, encoding, limits.max_body_bytes)
+    return await inflate(raw, encoding, limits.max_body_bytes)
 
 
 def _first_line(exc: Exception) -> str:
