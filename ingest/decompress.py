@@ -30,7 +30,7 @@ OFF_LOOP_BYTES = 64 * 1024
 # A decoder starts on this much input and doubles it while its member goes on, so the input
 # handed to it past a member's end (copied back as `unused_data`) is never more than the
 # member itself plus this.
-FIRST_SLICE = 256
+FIRST_SLICE = 64
 MEMBERS_FREE = 1000
 BYTES_PER_MEMBER = 128
 
