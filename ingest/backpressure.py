@@ -14,8 +14,8 @@ from __future__ import annotations
 
 from aiohttp import web
 from flightlog.ingest.limits import IngestError
-from flightlog.ingest.metrics import METRICS
-from flightlog.web.keys import BATCHER
+from flightlog.ingest.metrics import METRICS, TENANT
+from flightlog.web.keys import BATCHER, tenant_of
 
 # Compressed bodies are expected to inflate to this many times their wire size (log text
 # compresses 5-15x), capped at the body limit, until they are inflated.
@@ -140,6 +140,14 @@ def is_ingest(request: web.Request) -> bool:
 async def ingest_middleware(request: web.Request, handler):
     if not is_ingest(request):
         return await handler(request)
+    token = TENANT.set(tenant_of(request))  # the metrics count this request for its tenant
+    try:
+        return await _within_budget(request, handler)
+    finally:
+        TENANT.reset(token)
+
+
+async def _within_budget(request: web.Request, handler) -> web.StreamResponse:
     metrics = request.app[METRICS]
     budget = request.app[BUDGET]
     if budget.full:
@@ -156,5 +164,5 @@ async def ingest_middleware(request: web.Request, handler):
         batcher = request.app.get(BATCHER)
         response.headers["Retry-After"] = "5" if batcher is not None and batcher.store_failing else "1"
     metrics.request(response.status)
-    metrics.wire_bytes += held.received
+    metrics.received(held.received)
     return response
