@@ -57,11 +57,11 @@ def decoders(monkeypatch) -> CountingDecoders:
 
 
 def members(coding: str, count: int, lines_each: int = 1) -> bytes:
-    compress = gzip.compress if coding == "gzip" else zstd.compress
+    compress = {"gzip": gzip.compress, "deflate": zlib.compress, "zstd": zstd.compress}[coding]
     return compress(LINE * lines_each) * count
 
 
-@pytest.mark.parametrize("coding", ["gzip", "zstd"])
+@pytest.mark.parametrize("coding", ["gzip", "deflate", "zstd"])
 def test_inflating_many_members_reads_each_input_byte_a_bounded_number_of_times(decoders, coding):
     fed = {}
     for count in (2000, 4000):
