@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from aiohttp import web
 from flightlog.ingest.limits import IngestError
-from flightlog.ingest.metrics import METRICS, TENANT
+from flightlog.ingest.metrics import METRICS, TENANT, IngestMetrics
 from flightlog.web.keys import BATCHER, tenant_of
 
 # Compressed bodies are expected to inflate to this many times their wire size (log text
@@ -72,7 +72,7 @@ class Held:
         self.size = size
         return True
 
-    def grow(self, extra: int, metrics=None) -> None:
+    def grow(self, extra: int, metrics: IngestMetrics | None = None) -> None:
         if not self.resize(self.size + extra):
             if metrics is not None:
                 metrics.throttle("memory")
