@@ -84,7 +84,8 @@ class Held:
 
 
 BUDGET = web.AppKey("ingest_inflight_budget", InflightBudget)
-HELD = web.RequestKey("ingest_held_bytes", Held)
+# web.RequestKey is aiohttp 3.14+; pyproject allows 3.13, where a string key does the same.
+HELD = web.RequestKey("ingest_held_bytes", Held) if hasattr(web, "RequestKey") else "ingest_held_bytes"
 
 
 async def receive_body(request: web.Request, max_bytes: int) -> bytes:
