@@ -7,11 +7,18 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 
 import orjson
 from aiohttp import web
-from aiohttp.web_exceptions import HTTPRequestEntityTooLarge
-from flightlog.ingest.backpressure import BUDGET, InflightBudget, Throttled, ingest_middleware
+from flightlog.ingest.backpressure import (
+    BUDGET,
+    InflightBudget,
+    Throttled,
+    charge_inflated,
+    ingest_middleware,
+    receive_body,
+    settle_inflated,
+)
 from flightlog.ingest.batcher import Batcher, WalFull
 from flightlog.ingest.chunk import Chunk, LineError
-from flightlog.ingest.decompress import decompress, too_large
+from flightlog.ingest.decompress import inflate
 from flightlog.ingest.limits import MAX_ERRORS_LISTED, IngestError, Limits
 from flightlog.ingest.metrics import METRICS, setup_metrics
 from flightlog.ingest.protocols import jsonlines, text
@@ -75,17 +82,20 @@ async def read_body(request: web.Request, limits: Limits) -> bytes:
     try:
         # aiohttp has no time limit on a body; a client trickling one in is cut off here
         async with asyncio.timeout(request.app[SETTINGS].body_timeout):
-            raw = await request.read()
+            raw = await receive_body(request, limits.max_body_bytes)
     except TimeoutError:
         raise IngestError(408, "the request body did not arrive in time; send it faster or in smaller batches") from None
-    except HTTPRequestEntityTooLarge:
-        raise too_large(limits.max_body_bytes) from None
+    except IngestError:
+        raise
     except Exception as exc:  # the client went away or sent a broken chunked body
         raise IngestError(400, f"body could not be read: {_first_line(exc)}") from None
     encoding = request.headers.get("Content-Encoding", "")
     if not encoding:
         return raw
-    return decompress(raw, encoding, limits.max_body_bytes)
+    charge_inflated(request, len(raw), limits.max_body_bytes)
+    body = await inflate(raw, encoding, limits.max_body_bytes)
+    settle_inflated(request, len(body))
+    return body
 
 
 def _first_line(exc: Exception) -> str:
