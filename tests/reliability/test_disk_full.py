@@ -4,6 +4,7 @@ under their own tenant; /readyz says not ready while the WAL cannot write."""
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 
 import orjson
@@ -19,6 +20,7 @@ from tests.reliability.faults import FullDisk
 from tests.security.conftest import bearer
 
 LINES = 300
+FLUSH_TIMEOUT = 60  # a stalled inserter fails the test instead of hanging it
 
 
 def body(tenant: str, simple: bool) -> bytes:
@@ -80,7 +82,8 @@ async def test_after_a_failed_write_a_replay_keeps_each_tenants_acknowledged_lin
 
     replay = Batcher(store, killed, max_age_ms=10)
     await replay.start()
-    await replay.flush()
+    async with asyncio.timeout(FLUSH_TIMEOUT):
+        await replay.flush()
     await replay.stop()
 
     want = {t: {f"{t}-{i}" for i in range(LINES)} for t in ("tenant-b", "tenant-c")}
@@ -99,6 +102,7 @@ async def test_a_torn_write_does_not_stall_the_inserter_while_the_server_runs(
     assert (await client.post("/api/v1/logs", data=body("lost", True), headers=headers)).status == 503
     full_disk.full = False
     assert (await client.post("/api/v1/logs", data=body("after", True), headers=headers)).status == 200
-    await client.app[BATCHER].flush()
+    async with asyncio.timeout(FLUSH_TIMEOUT):
+        await client.app[BATCHER].flush()
     assert stored(store) == {"default": {f"after-{i}" for i in range(LINES)}}
     assert client.app[BATCHER].wal.segments == 0, "the torn segment is inserted (without its torn chunk) and deleted"
