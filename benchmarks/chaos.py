@@ -10,7 +10,9 @@ until acknowledged. The rounds take turns:
            when run as root; without root this round is skipped and said so), hold it
            full for a moment, free it, then SIGKILL and restart;
   poison   one request per tenant carries a line the store cannot hold (a timestamp past its
-           range), then SIGKILL and restart.
+           range: the parser may already refuse it), and while the killed server is down a
+           WAL segment holding such a line among good ones is left for the restart to replay
+           (the inserter must quarantine it and store the rest).
 At the end the server stops cleanly and the store is read directly. It prints one count a line:
 lost (acknowledged, not stored), duplicated (stored more than once), misattributed (stored under
 another tenant), stuck (WAL segments left after a clean stop), poison stored, quarantined.
@@ -49,6 +51,7 @@ class Load:
         self.url = ""
         self.acked: dict[str, set[str]] = {t: set() for t in keys}
         self.poison_sent = 0
+        self.poison_planted = 0
         self.poison_wanted: Counter[str] = Counter()
         self.budget = 0  # lines each sender may still start this round
         self.statuses: Counter[int] = Counter()
@@ -134,10 +137,32 @@ def fill(wal: Path) -> Path:
     free = stat.f_bavail * stat.f_frsize
     with filler.open("wb") as f:
         try:
-            f.write(b"\0" * max(0, free - (16 << 10)))
+            f.write(b"\0" * max(0, free - 2048))
         except OSError:
             pass
     return filler
+
+
+def plant_poison_segment(wal: Path, load: Load, lines: int = 500) -> None:
+    """A segment (in the batcher's own format) with good lines of every tenant and one line per
+    tenant the store refuses, as if acknowledged just before the kill."""
+    from flightlog.ingest.batcher import Batch
+    from flightlog.ingest.chunk import Chunk
+
+    number = time.time_ns() // 1_000_000
+    path = wal / f"{number:016d}-{uuid.uuid4().hex[:8]}.ndjson"
+    batch = Batch(number=number, path=path)
+    data = b""
+    for tenant in load.keys:
+        with load._lock:
+            start, load._next = load._next, load._next + lines
+        uids = [f"u{start + i}" for i in range(lines)]
+        rows = [orjson.dumps({"msg": f"{tenant}|{uid}", "uid": uid, "extra": {"i": i}}) for i, uid in enumerate(uids)]
+        rows.insert(lines // 3, orjson.dumps({"msg": f"{tenant}|poison", "time": POISON_TIME}))
+        data += batch.add_chunk(Chunk(b"\n".join(rows), len(rows), tenant))
+        load.acked[tenant].update(uids)
+        load.poison_planted += 1
+    path.write_bytes(data)
 
 
 def wait_until(predicate, timeout: float) -> bool:
@@ -182,18 +207,22 @@ def main(argv: list[str] | None = None) -> int:
                     load.poison_wanted[tenant] += 1
             with load._lock:
                 load.budget += args.lines
-            wait_until(lambda t=target - args.lines // 2: load.acked_total() >= t, 120)
             note = ""
             if kind == "diskfull":
+                wait_until(lambda t=target - 3 * args.lines // 4: load.acked_total() >= t, 120)
                 if tmpfs:
+                    before = load.statuses[503]
                     filler = fill(wal)
                     time.sleep(1.5)  # requests now fail part-way: 503
                     filler.unlink()
-                    time.sleep(0.5)  # space is back: others are acknowledged
+                    note = f" ({load.statuses[503] - before} answers 503 while full)"
                 else:
                     note = " (skipped: not root, no tmpfs)"
+            wait_until(lambda t=target - args.lines // 2: load.acked_total() >= t, 120)
             proc.send_signal(signal.SIGKILL)
             proc.wait()
+            if kind == "poison":
+                plant_poison_segment(wal, load)
             proc, load.url = start_server(data_dir, flags)
             reached = wait_until(lambda t=target: load.acked_total() >= t, 180)
             print(f"round {round_ + 1}: {kind}{note}, {load.acked_total()} lines acknowledged so far"
@@ -239,7 +268,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"duplicated: {duplicated}")
     print(f"misattributed: {misattributed}")
     print(f"stuck: {stuck}")
-    print(f"poison sent: {load.poison_sent}, stored: {poison_stored}, quarantined: {quarantined}")
+    print(f"poison acknowledged over HTTP: {load.poison_sent}, planted in the WAL: {load.poison_planted}, "
+          f"stored: {poison_stored}, quarantined: {quarantined}")
     if tmpfs:
         subprocess.run(["umount", "-l", str(wal)], capture_output=True)
     if not args.keep:
