@@ -169,7 +169,9 @@ class Wal:
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
             try:
-                os.write(fd, b"\0" * size)
+                view = memoryview(b"\0" * size)
+                while view:  # a nearly full disk takes part of a write before it refuses
+                    view = view[os.write(fd, view):]
             finally:
                 os.close(fd)
                 path.unlink(missing_ok=True)
