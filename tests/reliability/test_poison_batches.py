@@ -40,7 +40,7 @@ async def test_a_poison_line_replayed_from_the_wal_is_quarantined_and_the_rest_o
     read_a, read_b = make_key("tenant-a", "read"), make_key("tenant-b", "read")
     client = await aiohttp_client(create_app(settings, store=store))
 
-    assert await wait_for_rows(store, "SELECT count() FROM logs", 900, timeout=60) == 900
+    assert await wait_for_rows(store, "SELECT count() FROM logs", 900, timeout=150) == 900
     counts = dict(store.query("SELECT tenant, count() FROM logs GROUP BY tenant").rows)
     assert counts == {"tenant-a": 500, "tenant-b": 400}
     assert store.query("SELECT count() FROM logs WHERE message = 'poison'").scalar() == 0
@@ -70,8 +70,8 @@ async def test_a_poison_line_sent_over_http_does_not_stop_other_tenants_lines(ai
         client.post("/api/v1/logs", data=b"\n".join(good("b", 300)), headers={**headers, **bearer(keys["tenant-b"])}),
     )
     assert [a.status for a in answers] == [200, 200]
-    assert await wait_for_rows(store, "SELECT count() FROM logs", 700, timeout=60) == 700
+    assert await wait_for_rows(store, "SELECT count() FROM logs", 700, timeout=150) == 700
     later = await client.post("/api/v1/logs", data=b"\n".join(good("c", 50)), headers={**headers, **bearer(keys["tenant-b"])})
     assert later.status == 200
-    assert await wait_for_rows(store, "SELECT count() FROM logs", 750, timeout=60) == 750
+    assert await wait_for_rows(store, "SELECT count() FROM logs", 750, timeout=150) == 750
     assert dict(store.query("SELECT tenant, count() FROM logs GROUP BY tenant").rows) == {"tenant-a": 400, "tenant-b": 350}
