@@ -61,6 +61,7 @@ class IngestMetrics:
         self.batches_inserted = 0
         self.lines_inserted = 0
         self.insert_errors = 0
+        self.lines_quarantined = 0  # refused by the store for their content (flightlog.ingest.batcher)
         self.insert_buckets = [0] * len(INSERT_BUCKETS)
         self.insert_count = 0
         self.insert_sum = 0.0
@@ -145,6 +146,9 @@ class IngestMetrics:
                [("", self.lines_inserted)])
         metric("flightlog_ingest_insert_errors_total", "counter", "Failed insert attempts (each is retried).",
                [("", self.insert_errors)])
+        metric("flightlog_ingest_lines_quarantined_total", "counter",
+               "Lines the store refused for their content, kept in the quarantine table.",
+               [("", self.lines_quarantined)])
         cumulative = [(f'{{le="{b}"}}', n) for b, n in zip(INSERT_BUCKETS, self.insert_buckets)]
         metric("flightlog_ingest_insert_seconds", "histogram", "Time one batch insert took.",
                [(f"_bucket{labels}", n) for labels, n in cumulative]
@@ -157,6 +161,8 @@ class IngestMetrics:
             metric("flightlog_wal_segments", "gauge", "WAL segments on disk.", [("", wal.segments)])
             metric("flightlog_wal_fsyncs_total", "counter", "Group-commit sync rounds.", [("", wal.fsyncs)])
             metric("flightlog_wal_fsync_seconds_total", "counter", "Time spent in fsync.", [("", wal.fsync_seconds)])
+            metric("flightlog_wal_write_errors_total", "counter", "WAL writes that failed (disk full …).",
+                   [("", wal.write_failures)])
             metric("flightlog_ingest_batches_pending", "gauge", "Sealed batches waiting for the store.",
                    [("", batcher.pending_batches)])
             metric("flightlog_ingest_store_failing", "gauge", "1 while inserts fail and are being retried.",

@@ -19,6 +19,7 @@ from flightlog.ingest.backpressure import (
 from flightlog.ingest.batcher import Batcher, WalFull
 from flightlog.ingest.chunk import Chunk, LineError
 from flightlog.ingest.decompress import inflate
+from flightlog.ingest.idempotency import IDEMPOTENCY, IdempotencyKeys, idempotent, key_for_chunk, mark_stored
 from flightlog.ingest.limits import MAX_ERRORS_LISTED, IngestError, Limits
 from flightlog.ingest.metrics import METRICS, setup_metrics
 from flightlog.ingest.protocols import jsonlines, text
@@ -42,7 +43,8 @@ def setup_ingest(app: web.Application) -> None:
     app[BUDGET] = InflightBudget(app[SETTINGS].ingest_max_inflight_bytes, app[SETTINGS].max_body_bytes)
     app.middlewares.append(ingest_middleware)
     app.cleanup_ctx.append(batcher_context)
-    app.router.add_post("/api/v1/logs", post_logs)
+    app[IDEMPOTENCY] = IdempotencyKeys()
+    app.router.add_post("/api/v1/logs", idempotent(post_logs))
     from flightlog.ingest.protocol_routes import setup_protocols  # it imports this module
 
     setup_protocols(app)
@@ -62,6 +64,8 @@ async def batcher_context(app: web.Application) -> AsyncIterator[None]:
     )
     app[METRICS].batcher = batcher
     await batcher.start()
+    for tenant, key, lines in batcher.replayed_keys:
+        app[IDEMPOTENCY].remember_stored(tenant, key, lines)
     app[BATCHER] = batcher
     yield
     await batcher.stop()
@@ -132,6 +136,7 @@ async def deliver(app: web.Application, chunk: Chunk, errors: Sequence[LineError
         return
     charge_lines(chunk.count)  # the sending key's lines/s limit (flightlog.ingest.ratelimit)
     batcher = app[BATCHER]
+    chunk.idempotency_key = key_for_chunk()
     try:
         await batcher.append(chunk)
     except WalFull:
@@ -140,6 +145,7 @@ async def deliver(app: web.Application, chunk: Chunk, errors: Sequence[LineError
         raise Throttled("the write-ahead log is full: the store is behind; retry later", retry) from None
     except OSError as exc:
         raise Throttled(f"the write-ahead log cannot write: {exc.strerror or exc}", 5, status=503) from None
+    mark_stored()
     metrics.accepted(chunk.count, len(chunk.lines))
 
 

@@ -93,6 +93,16 @@ async def hosts_handler(request: web.Request) -> web.Response:
     return _json(body)
 
 
+async def quarantine_handler(request: web.Request) -> web.Response:
+    from flightlog.query import quarantine
+
+    limit = quarantine.parse_limit(request.query.get("limit"))
+    body = await run_query(
+        request, lambda: quarantine.quarantined(request.app[STORE], tenant_of(request), limit)
+    )
+    return _json(body)
+
+
 def setup_query_api(app: web.Application) -> None:
     for kind in trails.KINDS.values():
         base = f"/api/v1/{kind.name}s"
@@ -101,4 +111,5 @@ def setup_query_api(app: web.Application) -> None:
         app.router.add_get(f"{base}/{{{kind.column}:{ID_PATTERN}}}/trail", _trail_handler(kind.name))
     app.router.add_get("/api/v1/context", context_handler)
     app.router.add_get("/api/v1/hosts", hosts_handler)
+    app.router.add_get("/api/v1/quarantine", quarantine_handler)
     setup_search_api(app)  # search, export, histogram, facets, tail, SQL console

@@ -261,6 +261,17 @@ async def hosts_page(request: web.Request) -> web.Response:
     )
 
 
+@_page
+async def quarantine_page(request: web.Request) -> web.Response:
+    from flightlog.query import quarantine
+
+    limit = quarantine.parse_limit(request.query.get("limit"))
+    body = await run_query(
+        request, lambda: quarantine.quarantined(request.app[STORE], tenant_of(request), limit)
+    )
+    return render(request, "quarantine.html", title="Quarantine", total=body["total"], lines=body["lines"])
+
+
 def setup_pages(app: web.Application) -> None:
     app.router.add_get("/", index_page)
     app.router.add_get(f"/builds/{{id:{ID_PATTERN}}}", _trail_page("build"))
@@ -270,4 +281,5 @@ def setup_pages(app: web.Application) -> None:
     setup_search_pages(app)  # /search, /tail, /sql
     app.router.add_get("/context", context_page)
     app.router.add_get("/hosts", hosts_page)
+    app.router.add_get("/quarantine", quarantine_page)
     app.router.add_static("/static/", STATIC, append_version=False)
