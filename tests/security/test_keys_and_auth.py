@@ -238,7 +238,7 @@ async def test_per_key_request_and_line_limits_answer_429_with_retry_after(aioht
     assert resp.status == 200  # a batch bigger than a second's allowance goes through once
     for path, data, headers in [
         ("/api/v1/logs", body, {}),
-        ("/loki/api/v1/push", orjson.dumps({"streams": [{"stream": {"a": "b"}, "values": [["1", "x"]]}]}),
+        ("/loki/api/v1/push", orjson.dumps({"streams": [{"stream": {"a": "b"}, "values": [[str(time.time_ns()), "x"]]}]}),
          {"Content-Type": "application/json"}),
         ("/_bulk", b'{"create":{}}\n{"message":"x"}\n', {"Content-Type": "application/x-ndjson"}),
     ]:
