@@ -16,8 +16,8 @@ from collections import Counter
 from collections.abc import Iterable
 
 from aiohttp import web
-from flightlog.web.keys import DEFAULT_TENANT
 from flightlog.ingest.chunk import LineError
+from flightlog.web.keys import DEFAULT_TENANT
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 INSERT_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
