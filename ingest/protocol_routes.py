@@ -11,6 +11,7 @@ import time
 
 import orjson
 from aiohttp import web
+from flightlog.ingest.idempotency import idempotent
 from flightlog.ingest.limits import IngestError
 from flightlog.ingest.protocols import elastic, loki, otlp
 from flightlog.ingest.routes import LIMITS, deliver, read_body, request_defaults, retry_headers
@@ -24,14 +25,14 @@ def setup_protocols(app: web.Application) -> None:
     from flightlog.ingest.syslog_server import syslog_context
 
     router = app.router
-    router.add_post("/v1/logs", post_otlp_logs)
-    router.add_post("/loki/api/v1/push", post_loki_push)
+    router.add_post("/v1/logs", idempotent(post_otlp_logs))
+    router.add_post("/loki/api/v1/push", idempotent(post_loki_push))
     router.add_get("/ready", loki_ready)
     router.add_get("/loki/api/v1/ready", loki_ready)
     for prefix in ("", ES_PREFIX):
         for method in ("POST", "PUT"):
-            router.add_route(method, prefix + "/_bulk", post_es_bulk)
-            router.add_route(method, prefix + "/{index}/_bulk", post_es_bulk)
+            router.add_route(method, prefix + "/_bulk", idempotent(post_es_bulk))
+            router.add_route(method, prefix + "/{index}/_bulk", idempotent(post_es_bulk))
         router.add_get(prefix + "/_license", get_es_license)
     router.add_get(ES_PREFIX, get_es_root)
     router.add_get(ES_PREFIX + "/", get_es_root)
@@ -48,7 +49,7 @@ async def post_otlp_logs(request: web.Request) -> web.Response:
     try:
         body = await read_body(request, request.app[LIMITS])
         result = otlp.parse(body, content_type, request.app[LIMITS], tenant_of(request), request_defaults(request))
-        await deliver(request.app, result.chunk)
+        await deliver(request.app, result.chunk, result.errors)
     except IngestError as exc:
         payload, answer_type = otlp.status_body(encoding, exc.status, exc.message)
         return web.Response(body=payload, status=exc.status, content_type=answer_type, headers=retry_headers(exc))
@@ -68,7 +69,7 @@ async def post_loki_push(request: web.Request) -> web.Response:
         result = loki.parse(
             body, request.content_type, request.app[LIMITS], tenant_of(request), request_defaults(request)
         )
-        await deliver(request.app, result.chunk)
+        await deliver(request.app, result.chunk, result.errors)
     except IngestError as exc:
         return web.Response(text=exc.message + "\n", status=exc.status, headers=retry_headers(exc))
     if result.rejected:
@@ -104,7 +105,7 @@ async def post_es_bulk(request: web.Request) -> web.Response:
         result = elastic.parse(
             body, limits, tenant_of(request), request_defaults(request), request.match_info.get("index", "")
         )
-        await deliver(request.app, result.parsed.chunk)
+        await deliver(request.app, result.parsed.chunk, result.parsed.errors)
     except IngestError as exc:
         return _es_json(elastic.error_body(exc.status, exc.message), exc.status, retry_headers(exc))
     return _es_json({"took": elastic.took_ms(started), "errors": result.errors, "items": result.items})

@@ -19,12 +19,12 @@ from flightlog.query.alerts.evaluate import EvaluationError
 from flightlog.query.alerts.registry import RuleNotFound, RuleReadOnly, StoredRule
 from flightlog.query.alerts.rules import KINDS, RuleError, parse_rule
 from flightlog.query.alerts.scheduler import preview
+from flightlog.query.slots import run_query
 from flightlog.query.sql_console import who
 from flightlog.query.timefmt import now_ns
 from flightlog.web.errors import ApiError
 from flightlog.web.keys import STORE, tenant_of
 from flightlog.web.pages import _page, render
-from flightlog.web.server import run_in_store_thread
 
 CHART_W, CHART_H, CHART_PAD = 960, 140, 18
 DAY_MS = 24 * 3600 * 1000
@@ -141,8 +141,8 @@ def _can_manage(request: web.Request) -> bool:
 async def alerts_page(request: web.Request) -> web.Response:
     service, tenant = request.app[ALERTS], tenant_of(request)
     store = request.app[STORE]
-    active, saved = await run_in_store_thread(
-        request.app, lambda: (silences.active(store, tenant), state.rule_statuses(store, tenant))
+    active, saved = await run_query(
+        request, lambda: (silences.active(store, tenant), state.rule_statuses(store, tenant))
     )
     rules = [describe(service, r, saved=saved) for r in service.registry.of_tenant(tenant)]
     return render(request, "alerts.html", title="Alerts", rules=rules, silences=[s.public() for s in active],
@@ -154,7 +154,7 @@ async def _rule_page(request: web.Request, stored: StoredRule | None, *, form: d
                      notice: str = "", test_results: list[dict[str, Any]] | None = None, status: int = 200,
                      channels: list[dict[str, Any]] | None = None) -> web.Response:
     service, tenant, store = request.app[ALERTS], tenant_of(request), request.app[STORE]
-    saved = await run_in_store_thread(request.app, state.rule_statuses, store, tenant) if stored else {}
+    saved = await run_query(request, state.rule_statuses, store, tenant) if stored else {}
     body = describe(service, stored, saved=saved) if stored is not None else None
     groups: list[dict[str, Any]] = []
     history: list[dict[str, Any]] = []
@@ -167,7 +167,7 @@ async def _rule_page(request: web.Request, stored: StoredRule | None, *, form: d
             return (state.groups(store, tenant, stored.rule.name), state.history(store, tenant, stored.rule.name),
                     state.values(store, tenant, stored.rule.name, since, MAX_SERIES))
 
-        groups, history, series = await run_in_store_thread(request.app, load)
+        groups, history, series = await run_query(request, load)
         condition = stored.rule.parsed_condition() if stored.rule.kind in ("search", "sql") else None
         chart = value_chart(series, since, now_ms, condition.threshold if condition else None)
     return render(
@@ -216,7 +216,7 @@ async def preview_action(request: web.Request) -> web.Response:
     previewed = None
     try:
         rule = parse_rule(form_to_rule(form, existing))
-        previewed = await run_in_store_thread(request.app, preview, request.app[STORE], tenant_of(request), rule,
+        previewed = await run_query(request, preview, request.app[STORE], tenant_of(request), rule,
                                               now_ns())
     except RuleError as exc:
         errors = exc.errors
@@ -236,8 +236,8 @@ async def save_action(request: web.Request) -> web.Response:
         rule = parse_rule(form_to_rule(form, existing))
         if existing is not None and rule.name != existing.rule.name:
             raise RuleError([{"field": "name", "reason": "a rule keeps its name; create a new rule instead"}])
-        stored = await run_in_store_thread(
-            request.app, lambda: service.registry.put(tenant, rule, who(request), create=existing is None)
+        stored = await run_query(
+            request, lambda: service.registry.put(tenant, rule, who(request), create=existing is None)
         )
     except RuleError as exc:
         return await _rule_page(request, existing, form=_form_text(form), errors=exc.errors, status=400)
@@ -254,7 +254,7 @@ async def delete_action(request: web.Request) -> web.Response:
     service, tenant = request.app[ALERTS], tenant_of(request)
     name = request.match_info["name"]
     try:
-        await run_in_store_thread(request.app, service.registry.delete, tenant, name, who(request))
+        await run_query(request, service.registry.delete, tenant, name, who(request))
     except RuleNotFound as exc:
         raise ApiError(404, str(exc)) from None
     except RuleReadOnly as exc:
@@ -285,7 +285,7 @@ async def silence_action(request: web.Request) -> web.Response:
             "comment": str(form.get("comment") or "")}
     try:
         wanted = silences.parse_silence(data)
-        await run_in_store_thread(request.app, silences.create, request.app[STORE], tenant_of(request), wanted,
+        await run_query(request, silences.create, request.app[STORE], tenant_of(request), wanted,
                                   who(request))
     except RuleError as exc:
         return await _rule_page(request, stored, errors=exc.errors, status=400)
@@ -296,7 +296,7 @@ async def silence_action(request: web.Request) -> web.Response:
 @manages
 @_page
 async def expire_silence_action(request: web.Request) -> web.Response:
-    await run_in_store_thread(request.app, silences.expire, request.app[STORE], tenant_of(request),
+    await run_query(request, silences.expire, request.app[STORE], tenant_of(request),
                               request.match_info["id"])
     request.app[ALERTS].evaluator.reschedule(tenant_of(request), "")
     raise web.HTTPSeeOther("/alerts")

@@ -20,9 +20,11 @@ are write-only: they are never in an answer. To keep a channel when replacing a 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -40,13 +42,13 @@ from flightlog.query.alerts.registry import (
     load_rules_file,
 )
 from flightlog.query.alerts.rules import RuleError, parse_rule
-from flightlog.query.alerts.scheduler import Evaluator, preview
+from flightlog.query.alerts.scheduler import EVALUATIONS_AT_ONCE, Evaluator, preview
+from flightlog.query.slots import run_query
 from flightlog.query.sql_console import who
 from flightlog.query.timefmt import now_ns
 from flightlog.schema.settings import Settings
 from flightlog.web.errors import ApiError
 from flightlog.web.keys import EXTRAS, SETTINGS, STORE, tenant_of
-from flightlog.web.server import run_in_store_thread
 
 log = logging.getLogger("flightlog.alerts")
 
@@ -122,8 +124,13 @@ def _alerts_context(file_rules):
         dispatcher = Dispatcher()
         await dispatcher.start()
 
+        # The evaluator's own threads: its queries neither take a tenant's query slots nor wait
+        # behind them, and it runs EVALUATIONS_AT_ONCE at most.
+        threads = ThreadPoolExecutor(max_workers=EVALUATIONS_AT_ONCE + 1, thread_name_prefix="alerts")
+        loop = asyncio.get_running_loop()
+
         async def run_blocking(fn, *args):
-            return await run_in_store_thread(app, fn, *args)
+            return await loop.run_in_executor(threads, lambda: fn(*args))
 
         evaluator = Evaluator(store, registry, dispatcher, run_blocking, public_url=public_url(settings),
                               alertmanager_url=settings.alertmanager_url)
@@ -132,6 +139,7 @@ def _alerts_context(file_rules):
         yield
         await evaluator.stop()
         await dispatcher.stop()
+        threads.shutdown(wait=False, cancel_futures=True)
 
     return context
 
@@ -226,7 +234,7 @@ def _get(service: AlertService, tenant: str, name: str) -> StoredRule:
 
 async def list_rules_handler(request: web.Request) -> web.Response:
     service, tenant = request.app[ALERTS], tenant_of(request)
-    saved = await run_in_store_thread(request.app, state.rule_statuses, request.app[STORE], tenant)
+    saved = await run_query(request, state.rule_statuses, request.app[STORE], tenant)
     return _json({"rules": [describe(service, r, saved=saved) for r in service.registry.of_tenant(tenant)]})
 
 
@@ -238,7 +246,7 @@ async def get_rule_handler(request: web.Request) -> web.Response:
         return (state.groups(store, tenant, stored.rule.name), state.history(store, tenant, stored.rule.name),
                 state.rule_statuses(store, tenant))
 
-    groups, history, saved = await run_in_store_thread(request.app, load)
+    groups, history, saved = await run_query(request, load)
     return _json({**describe(service, stored, groups, saved), "history": history})
 
 
@@ -262,8 +270,8 @@ async def _save(request: web.Request, *, create: bool) -> web.Response:
     except RuleError as exc:
         raise rule_error(exc) from None
     try:
-        stored = await run_in_store_thread(
-            request.app, lambda: service.registry.put(tenant, rule, who(request), create=create)
+        stored = await run_query(
+            request, lambda: service.registry.put(tenant, rule, who(request), create=create)
         )
     except RuleReadOnly as exc:
         raise ApiError(409, str(exc)) from None
@@ -292,7 +300,7 @@ async def delete_rule_handler(request: web.Request) -> web.Response:
     service, tenant = request.app[ALERTS], tenant_of(request)
     name = request.match_info["name"]
     try:
-        await run_in_store_thread(request.app, service.registry.delete, tenant, name, who(request))
+        await run_query(request, service.registry.delete, tenant, name, who(request))
     except RuleNotFound as exc:
         raise ApiError(404, str(exc)) from None
     except RuleReadOnly as exc:
@@ -315,7 +323,7 @@ async def values_handler(request: web.Request) -> web.Response:
     service, tenant = request.app[ALERTS], tenant_of(request)
     stored = _get(service, tenant, request.match_info["name"])
     since = int(time.time() * 1000) - VALUES_WINDOW_MS
-    body = await run_in_store_thread(request.app, state.values, request.app[STORE], tenant, stored.rule.name, since)
+    body = await run_query(request, state.values, request.app[STORE], tenant, stored.rule.name, since)
     return _json({"since": _ms_text(since), "groups": list(body.values())})
 
 
@@ -327,7 +335,7 @@ async def preview_handler(request: web.Request) -> web.Response:
         rule = parse_rule(data if not (isinstance(data, dict) and "name" not in data) else {"name": "preview", **data})
     except RuleError as exc:
         raise rule_error(exc) from None
-    groups = await run_in_store_thread(request.app, _preview, request.app[STORE], tenant, rule)
+    groups = await run_query(request, _preview, request.app[STORE], tenant, rule)
     return _json({"groups": groups, "would_fire": sum(1 for g in groups if g["would_fire"])})
 
 
@@ -342,7 +350,7 @@ def _preview(store, tenant, rule):
 
 async def active_handler(request: web.Request) -> web.Response:
     """Pending and firing groups from the store: every node answers the same."""
-    found = await run_in_store_thread(request.app, state.active_groups, request.app[STORE], tenant_of(request))
+    found = await run_query(request, state.active_groups, request.app[STORE], tenant_of(request))
     return _json({"alerts": [{**{k: v for k, v in g.items() if k != "since_ms"}, "since": _ms_text(g["since_ms"])}
                              for g in found]})
 
@@ -351,7 +359,7 @@ async def active_handler(request: web.Request) -> web.Response:
 
 
 async def list_silences_handler(request: web.Request) -> web.Response:
-    found = await run_in_store_thread(request.app, silences.active, request.app[STORE], tenant_of(request))
+    found = await run_query(request, silences.active, request.app[STORE], tenant_of(request))
     return _json({"silences": [s.public() for s in found]})
 
 
@@ -360,8 +368,8 @@ async def create_silence_handler(request: web.Request) -> web.Response:
     data = await _body(request)
     try:
         wanted = silences.parse_silence(data)
-        silence = await run_in_store_thread(
-            request.app, silences.create, request.app[STORE], tenant_of(request), wanted, who(request)
+        silence = await run_query(
+            request, silences.create, request.app[STORE], tenant_of(request), wanted, who(request)
         )
     except RuleError as exc:
         raise rule_error(exc) from None
@@ -372,7 +380,7 @@ async def create_silence_handler(request: web.Request) -> web.Response:
 @manages
 async def delete_silence_handler(request: web.Request) -> web.Response:
     silence_id = request.match_info["id"]
-    done = await run_in_store_thread(request.app, silences.expire, request.app[STORE], tenant_of(request), silence_id)
+    done = await run_query(request, silences.expire, request.app[STORE], tenant_of(request), silence_id)
     if not done:
         raise ApiError(404, f"no active silence {silence_id!r}")
     request.app[ALERTS].evaluator.reschedule(tenant_of(request), "")
