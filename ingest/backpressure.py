@@ -11,7 +11,7 @@ from __future__ import annotations
 from aiohttp import web
 from flightlog.ingest.limits import IngestError
 from flightlog.ingest.metrics import METRICS
-from flightlog.web.keys import BATCHER
+from flightlog.schema.app_state import BATCHER
 
 # Bodies of unknown length (chunked) reserve this much; compressed bodies are reserved at
 # this many times their wire size (log text compresses 5-15x). Both are capped at the body limit.

@@ -14,7 +14,7 @@ from aiohttp import web
 from flightlog.ingest.limits import IngestError
 from flightlog.ingest.protocols import elastic, loki, otlp
 from flightlog.ingest.routes import LIMITS, deliver, read_body, request_defaults, retry_headers
-from flightlog.web.keys import tenant_of
+from flightlog.schema.app_state import tenant_of
 
 ES_PREFIX = "/es"
 

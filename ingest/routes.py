@@ -16,7 +16,7 @@ from flightlog.ingest.limits import MAX_ERRORS_LISTED, IngestError, Limits
 from flightlog.ingest.metrics import METRICS, setup_metrics
 from flightlog.ingest.protocols import jsonlines, text
 from flightlog.ingest.ratelimit import charge_lines
-from flightlog.web.keys import BATCHER, SETTINGS, STORE, tenant_of
+from flightlog.schema.app_state import BATCHER, SETTINGS, STORE, tenant_of
 
 LIMITS = web.AppKey("ingest_limits", Limits)
 

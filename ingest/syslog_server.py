@@ -17,7 +17,7 @@ from aiohttp import web
 from flightlog.ingest.limits import IngestError, Limits
 from flightlog.ingest.protocols import syslog
 from flightlog.ingest.routes import LIMITS, deliver
-from flightlog.web.keys import DEFAULT_TENANT, EXTRAS, SETTINGS
+from flightlog.schema.app_state import DEFAULT_TENANT, EXTRAS, SETTINGS
 
 log = logging.getLogger("flightlog.ingest.syslog")
 

@@ -7,7 +7,7 @@ from aiohttp import web
 from flightlog.query import context, hosts, trails
 from flightlog.query.params import list_params, recent_limit, trail_params
 from flightlog.query.search_api import setup_search_api
-from flightlog.web.keys import SETTINGS, STORE, tenant_of
+from flightlog.schema.app_state import SETTINGS, STORE, tenant_of
 from flightlog.web.server import run_in_store_thread
 
 

@@ -19,8 +19,8 @@ from flightlog.query import export, facets, histogram, search, sql_console, tail
 from flightlog.query.lines import parse_limit
 from flightlog.query.params import search_params
 from flightlog.query.search import ParsedQuery, parse_or_400, resolve_window
+from flightlog.schema.app_state import STORE, tenant_of
 from flightlog.web.errors import ApiError
-from flightlog.web.keys import STORE, tenant_of
 from flightlog.web.server import run_in_store_thread
 
 

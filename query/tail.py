@@ -34,9 +34,9 @@ import orjson
 from aiohttp import web
 from flightlog.query.lines import LINE_COLUMNS, shape_line
 from flightlog.query.search import ParsedQuery, parse_or_400
+from flightlog.schema.app_state import EXTRAS, STORE, tenant_of
 from flightlog.schema.store import Store, StoreError
 from flightlog.web.errors import ApiError
-from flightlog.web.keys import EXTRAS, STORE, tenant_of
 from flightlog.web.server import run_in_store_thread
 
 log = logging.getLogger("flightlog.query.tail")

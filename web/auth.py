@@ -42,9 +42,9 @@ from urllib.parse import urlsplit
 import orjson
 from aiohttp import web
 from flightlog.ingest.ratelimit import CURRENT, RATE_LIMITER, KeyContext, RateLimiter
-from flightlog.schema.keys import ApiKey, KeyRing, key_source
+from flightlog.schema.api_keys import ApiKey, KeyRing, key_source
+from flightlog.schema.app_state import SETTINGS, STORE
 from flightlog.web.errors import ApiError, wants_html
-from flightlog.web.keys import SETTINGS, STORE
 
 SESSION_COOKIE = "flightlog_session"
 LOGIN_CSRF_COOKIE = "flightlog_login_csrf"

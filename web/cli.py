@@ -49,7 +49,7 @@ def add_setting_flags(parser: argparse.ArgumentParser) -> None:
 def _extra_commands() -> Iterable:
     """Subcommands other parts contribute (send, keys …), each a `register(subparsers)`."""
     registers = []
-    for module_name in ("flightlog.ingest.send_cli", "flightlog.web.keys_cli"):
+    for module_name in ("flightlog.ingest.send_cli", "flightlog.web.api_keys_cli"):
         try:
             module = __import__(module_name, fromlist=["register"])
         except ModuleNotFoundError:
@@ -97,7 +97,7 @@ def open_server_refusal(settings: Settings) -> str | None:
         return None
     if settings.clickhouse_url:
         return None  # keys live in the server's table; checked once the store is open (run_server)
-    from flightlog.schema.keys import KeyFile
+    from flightlog.schema.api_keys import KeyFile
 
     if KeyFile(settings.data_dir).load():
         return None

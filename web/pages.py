@@ -21,8 +21,8 @@ from flightlog.query.lines import Cursor
 from flightlog.query.params import trail_params
 from flightlog.query.search import FIELDS
 from flightlog.query.timefmt import format_ns, parse_ns
+from flightlog.schema.app_state import SETTINGS, STORE, tenant_of
 from flightlog.web.errors import ApiError
-from flightlog.web.keys import SETTINGS, STORE, tenant_of
 from flightlog.web.server import run_in_store_thread
 
 HERE = Path(__file__).resolve().parent

@@ -17,8 +17,8 @@ from flightlog.query import facets, histogram, search, sql_console
 from flightlog.query.params import search_params
 from flightlog.query.querylang import LEVELS
 from flightlog.query.search_api import window_params
+from flightlog.schema.app_state import STORE, tenant_of
 from flightlog.web.errors import ApiError
-from flightlog.web.keys import STORE, tenant_of
 from flightlog.web.pages import _page, render, url_with, with_cursor
 from flightlog.web.server import run_in_store_thread
 

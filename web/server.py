@@ -12,11 +12,11 @@ from collections.abc import AsyncIterator, Iterable
 from concurrent.futures import ThreadPoolExecutor
 
 from aiohttp import web
+from flightlog.schema.app_state import EXTRAS, SETTINGS, STORE
 from flightlog.schema.open import open_store
 from flightlog.schema.settings import Settings
 from flightlog.schema.store import Store, StoreError
 from flightlog.web.errors import error_middleware
-from flightlog.web.keys import EXTRAS, SETTINGS, STORE
 
 ALL_ROLES = frozenset({"ingest", "query"})
 

@@ -2,7 +2,7 @@
 
 Each parser (otlp, loki, elastic, syslog, text) builds rows with canonical keys — ts, service,
 host, level, message, build_id, deploy_id, trace_id, span_id, request_id — and `attrs`, a flat
-dict of strings. The engine does the rest (flightlog.ingest.normalize).
+dict of strings. The engine does the rest (flightlog.ingest.insert_sql).
 """
 
 from __future__ import annotations
@@ -13,8 +13,7 @@ from typing import Any
 
 import orjson
 from flightlog.ingest.chunk import Chunk, LineError, ParseResult
-from flightlog.ingest.limits import Limits
-from flightlog.ingest.normalize import (
+from flightlog.ingest.insert_sql import (
     BUILD_KEYS,
     DEPLOY_KEYS,
     HOST_KEYS,
@@ -27,6 +26,7 @@ from flightlog.ingest.normalize import (
     TIMESTAMP_KEYS,
     TRACE_KEYS,
 )
+from flightlog.ingest.limits import Limits
 
 # Column → the attribute / label / field names that fill it, most specific first.
 ID_FIELDS: dict[str, tuple[str, ...]] = {

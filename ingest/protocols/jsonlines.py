@@ -1,7 +1,7 @@
 """Our own wire format: NDJSON (one JSON object a line) or one JSON array of objects.
 
 Python checks each line just enough to tell the client which lines were bad; mapping the
-fields to columns is the engine's job (flightlog.ingest.normalize).
+fields to columns is the engine's job (flightlog.ingest.insert_sql).
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from collections.abc import Mapping
 
 import orjson
 from flightlog.ingest.chunk import Chunk, LineError, ParseResult
+from flightlog.ingest.insert_sql import CHUNK_KEY, SIMPLE_KEYS, TIMESTAMP_KEYS, is_simple_line
 from flightlog.ingest.limits import IngestError, Limits
-from flightlog.ingest.normalize import CHUNK_KEY, SIMPLE_KEYS, TIMESTAMP_KEYS, is_simple_line
 
 # Keys a line carries beside its attributes; a line may have this many more keys than attributes.
 _FIELD_ALLOWANCE = 24
@@ -123,7 +123,7 @@ def _clean_ndjson(
 
 
 def _all_simple(body: bytes, objects: list[dict]) -> bool:
-    """normalize.is_simple_line for every line at once: only known keys, and no object or
+    """insert_sql.is_simple_line for every line at once: only known keys, and no object or
     array but a flat `attrs` (each line has one brace, two with attrs; any more — nested,
     or inside a string — and the lines take the general path)."""
     if b"[" in body or not all(map(SIMPLE_KEYS.issuperset, objects)):

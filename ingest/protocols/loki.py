@@ -17,8 +17,8 @@ from typing import Any
 
 import orjson
 from flightlog.ingest.chunk import ParseResult
+from flightlog.ingest.insert_sql import MESSAGE_KEYS, TIMESTAMP_KEYS
 from flightlog.ingest.limits import IngestError, Limits
-from flightlog.ingest.normalize import MESSAGE_KEYS, TIMESTAMP_KEYS
 from flightlog.ingest.protocols.common import (
     ALL_FIELDS,
     ID_FIELDS,

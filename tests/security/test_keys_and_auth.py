@@ -8,7 +8,7 @@ import re
 
 import orjson
 import pytest
-from flightlog.schema.keys import KeyFile, KeyRing, KeyTable, hash_key, new_key
+from flightlog.schema.api_keys import KeyFile, KeyRing, KeyTable, hash_key, new_key
 from flightlog.web import cli
 from flightlog.web.server import create_app
 

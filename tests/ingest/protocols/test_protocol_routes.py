@@ -5,8 +5,8 @@ from __future__ import annotations
 import orjson
 import pytest
 from flightlog.ingest.limits import IngestError
+from flightlog.schema.app_state import BATCHER
 from flightlog.schema.settings import Settings
-from flightlog.web.keys import BATCHER
 from flightlog.web.server import create_app
 
 
@@ -19,7 +19,7 @@ async def client(store, aiohttp_client, tmp_path):  # store first: it must close
 
 
 def _query(client) -> list[dict]:
-    from flightlog.web.keys import STORE
+    from flightlog.schema.app_state import STORE
 
     return client.app[STORE].query("SELECT message, service, level, build_id FROM logs ORDER BY seq").dicts()
 
