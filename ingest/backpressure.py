@@ -9,23 +9,15 @@ before its body is read. A chunk the WAL has no room for is refused with 429 too
 from __future__ import annotations
 
 from aiohttp import web
-from flightlog.ingest.limits import IngestError
 from flightlog.ingest.metrics import METRICS
 from flightlog.schema.app_state import BATCHER
+from flightlog.schema.refusal import Refusal, retry_after_header
 
 # Bodies of unknown length (chunked) reserve this much; compressed bodies are reserved at
 # this many times their wire size (log text compresses 5-15x). Both are capped at the body limit.
 UNKNOWN_LENGTH_RESERVE = 16 * 1024 * 1024
 COMPRESSION_ESTIMATE = 10
 INGEST_MODULES = ("flightlog.ingest.routes", "flightlog.ingest.protocol_routes")
-
-
-class Throttled(IngestError):
-    """Ingest cannot take more now; the client should retry after `retry_after` seconds."""
-
-    def __init__(self, message: str, retry_after: float = 1, status: int = 429) -> None:
-        super().__init__(status, message)
-        self.retry_after = retry_after
 
 
 class InflightBudget:
@@ -76,20 +68,19 @@ async def ingest_middleware(request: web.Request, handler):
     budget = request.app[BUDGET]
     size = budget.estimate(request)
     if not budget.try_reserve(size):
-        metrics.throttle("memory")
-        metrics.request(429)
-        return web.json_response(
-            {"error": "too many request bodies in flight; retry after the Retry-After seconds"},
-            status=429,
-            headers={"Retry-After": "1"},
+        refusal = Refusal(
+            429, "too many request bodies in flight; retry after the Retry-After seconds", reason="memory"
         )
+        metrics.throttle(refusal.reason)
+        metrics.request(refusal.status)
+        return web.json_response({"error": refusal.message}, status=refusal.status, headers=refusal.headers())
     try:
         response = await handler(request)
     finally:
         budget.release(size)
     if response.status in (429, 503) and "Retry-After" not in response.headers:
         batcher = request.app.get(BATCHER)
-        response.headers["Retry-After"] = "5" if batcher is not None and batcher.store_failing else "1"
+        response.headers.update(retry_after_header(5 if batcher is not None and batcher.store_failing else 1))
     metrics.request(response.status)
     if request.content_length:
         metrics.wire_bytes += request.content_length

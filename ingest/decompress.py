@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import zlib
 
-from flightlog.ingest.limits import IngestError
+from flightlog.schema.refusal import Refusal
 
 try:
     from compression import zstd  # Python 3.14
@@ -30,14 +30,14 @@ def decompress(data: bytes, content_encoding: str, limit: int) -> bytes:
         elif coding == "zstd":
             data = _inflate_zstd(data, limit)
         elif coding != "identity":
-            raise IngestError(415, f"Content-Encoding {coding!r} is not supported; use one of {', '.join(SUPPORTED)}")
+            raise Refusal(415, f"Content-Encoding {coding!r} is not supported; use one of {', '.join(SUPPORTED)}")
     if len(data) > limit:
         raise too_large(limit)
     return data
 
 
-def too_large(limit: int) -> IngestError:
-    return IngestError(413, f"body is larger than {limit} bytes after decompression; send smaller batches")
+def too_large(limit: int) -> Refusal:
+    return Refusal(413, f"body is larger than {limit} bytes after decompression; send smaller batches")
 
 
 def _inflate_zlib(data: bytes, wbits: int, name: str, limit: int) -> bytes:
@@ -47,13 +47,13 @@ def _inflate_zlib(data: bytes, wbits: int, name: str, limit: int) -> bytes:
         try:
             out += inflater.decompress(data, limit + 1 - len(out))
         except zlib.error as exc:
-            raise IngestError(400, f"body is not valid {name} data: {exc}") from None
+            raise Refusal(400, f"body is not valid {name} data: {exc}") from None
         if len(out) > limit:
             raise too_large(limit)
         if not inflater.eof:
             if inflater.unconsumed_tail:
                 raise too_large(limit)
-            raise IngestError(400, f"{name} body is truncated: the stream ends before its end marker")
+            raise Refusal(400, f"{name} body is truncated: the stream ends before its end marker")
         # gzip allows several members back to back; each is inflated in turn.
         data = inflater.unused_data
         if not data.strip(b"\0"):
@@ -64,7 +64,7 @@ def _inflate_deflate(data: bytes, limit: int) -> bytes:
     # HTTP "deflate" is the zlib format, but some clients send raw deflate; accept both.
     try:
         return _inflate_zlib(data, zlib.MAX_WBITS, "deflate", limit)
-    except IngestError as exc:
+    except Refusal as exc:
         if exc.status != 400 or data[:1] == b"\x78":
             raise
         return _inflate_zlib(data, -zlib.MAX_WBITS, "deflate", limit)
@@ -77,12 +77,12 @@ def _inflate_zstd(data: bytes, limit: int) -> bytes:
         try:
             out += inflater.decompress(data, max_length=limit + 1 - len(out))
         except zstd.ZstdError as exc:
-            raise IngestError(400, f"body is not valid zstd data: {exc}") from None
+            raise Refusal(400, f"body is not valid zstd data: {exc}") from None
         if len(out) > limit:
             raise too_large(limit)
         if not inflater.eof:
             if not inflater.needs_input:
                 raise too_large(limit)
-            raise IngestError(400, "zstd body is truncated: the frame ends early")
+            raise Refusal(400, "zstd body is truncated: the frame ends early")
         data = inflater.unused_data
     return bytes(out)

@@ -11,10 +11,10 @@ import time
 
 import orjson
 from aiohttp import web
-from flightlog.ingest.limits import IngestError
 from flightlog.ingest.protocols import elastic, loki, otlp
-from flightlog.ingest.routes import LIMITS, deliver, read_body, request_defaults, retry_headers
+from flightlog.ingest.routes import LIMITS, deliver, read_body, request_defaults
 from flightlog.schema.app_state import tenant_of
+from flightlog.schema.refusal import Refusal
 
 ES_PREFIX = "/es"
 
@@ -49,9 +49,9 @@ async def post_otlp_logs(request: web.Request) -> web.Response:
         body = await read_body(request, request.app[LIMITS])
         result = otlp.parse(body, content_type, request.app[LIMITS], tenant_of(request), request_defaults(request))
         await deliver(request.app, result.chunk)
-    except IngestError as exc:
+    except Refusal as exc:
         payload, answer_type = otlp.status_body(encoding, exc.status, exc.message)
-        return web.Response(body=payload, status=exc.status, content_type=answer_type, headers=retry_headers(exc))
+        return web.Response(body=payload, status=exc.status, content_type=answer_type, headers=exc.headers())
     message = "; ".join(f"log record {e.line}: {e.error}" for e in result.errors[:10])
     payload, answer_type = otlp.answer(encoding, result.rejected, message)
     return web.Response(body=payload, content_type=answer_type)
@@ -64,13 +64,13 @@ async def post_loki_push(request: web.Request) -> web.Response:
     try:
         body = await read_body(request, request.app[LIMITS])
         if not body:
-            raise IngestError(400, "empty push request")
+            raise Refusal(400, "empty push request")
         result = loki.parse(
             body, request.content_type, request.app[LIMITS], tenant_of(request), request_defaults(request)
         )
         await deliver(request.app, result.chunk)
-    except IngestError as exc:
-        return web.Response(text=exc.message + "\n", status=exc.status, headers=retry_headers(exc))
+    except Refusal as exc:
+        return web.Response(text=exc.message + "\n", status=exc.status, headers=exc.headers())
     if result.rejected:
         # As Loki does: the good entries are in, the answer names what was refused.
         lines = [f"entry {e.line}: {e.error}" for e in result.errors[:10]]
@@ -100,13 +100,13 @@ async def post_es_bulk(request: web.Request) -> web.Response:
     try:
         body = await read_body(request, limits)
         if not body.strip():
-            raise IngestError(400, "request body is required")
+            raise Refusal(400, "request body is required")
         result = elastic.parse(
             body, limits, tenant_of(request), request_defaults(request), request.match_info.get("index", "")
         )
         await deliver(request.app, result.parsed.chunk)
-    except IngestError as exc:
-        return _es_json(elastic.error_body(exc.status, exc.message), exc.status, retry_headers(exc))
+    except Refusal as exc:
+        return _es_json(elastic.error_body(exc.status, exc.message), exc.status, exc.headers())
     return _es_json({"took": elastic.took_ms(started), "errors": result.errors, "items": result.items})
 
 

@@ -8,15 +8,16 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 import orjson
 from aiohttp import web
 from aiohttp.web_exceptions import HTTPRequestEntityTooLarge
-from flightlog.ingest.backpressure import BUDGET, InflightBudget, Throttled, ingest_middleware
+from flightlog.ingest.backpressure import BUDGET, InflightBudget, ingest_middleware
 from flightlog.ingest.batcher import Batcher, WalFull
 from flightlog.ingest.chunk import Chunk, LineError
 from flightlog.ingest.decompress import decompress, too_large
-from flightlog.ingest.limits import MAX_ERRORS_LISTED, IngestError, Limits
+from flightlog.ingest.limits import MAX_ERRORS_LISTED, Limits
 from flightlog.ingest.metrics import METRICS, setup_metrics
 from flightlog.ingest.protocols import jsonlines, text
 from flightlog.ingest.ratelimit import charge_lines
 from flightlog.schema.app_state import BATCHER, SETTINGS, STORE, tenant_of
+from flightlog.schema.refusal import Refusal
 
 LIMITS = web.AppKey("ingest_limits", Limits)
 
@@ -77,11 +78,11 @@ async def read_body(request: web.Request, limits: Limits) -> bytes:
         async with asyncio.timeout(request.app[SETTINGS].body_timeout):
             raw = await request.read()
     except TimeoutError:
-        raise IngestError(408, "the request body did not arrive in time; send it faster or in smaller batches") from None
+        raise Refusal(408, "the request body did not arrive in time; send it faster or in smaller batches") from None
     except HTTPRequestEntityTooLarge:
         raise too_large(limits.max_body_bytes) from None
     except Exception as exc:  # the client went away or sent a broken chunked body
-        raise IngestError(400, f"body could not be read: {_first_line(exc)}") from None
+        raise Refusal(400, f"body could not be read: {_first_line(exc)}") from None
     encoding = request.headers.get("Content-Encoding", "")
     if not encoding:
         return raw
@@ -97,7 +98,7 @@ async def post_logs(request: web.Request) -> web.Response:
     try:
         body = await read_body(request, limits)
         if not body.strip():
-            raise IngestError(400, "empty body: send NDJSON (one JSON object a line) or a JSON array")
+            raise Refusal(400, "empty body: send NDJSON (one JSON object a line) or a JSON array")
         content_type = request.content_type
         if content_type == "text/plain":
             level = request.query.get("level") or request.headers.get("X-Flightlog-Level", "")
@@ -105,14 +106,14 @@ async def post_logs(request: web.Request) -> web.Response:
         else:
             result = jsonlines.parse(body, content_type, limits, tenant_of(request), request_defaults(request))
         await deliver(request.app, result.chunk, result.errors)
-    except IngestError as exc:
-        return web.json_response({"error": exc.message}, status=exc.status, headers=retry_headers(exc))
+    except Refusal as exc:
+        return web.json_response({"error": exc.message}, status=exc.status, headers=exc.headers())
     return ingest_answer(result.accepted, result.rejected, [e.as_json() for e in result.errors])
 
 
 async def deliver(app: web.Application, chunk: Chunk, errors: Sequence[LineError] = ()) -> None:
     """Hand a parsed chunk to the batcher; returns once its lines are durable in the WAL.
-    Every protocol handler acknowledges only after this returns; it raises IngestError
+    Every protocol handler acknowledges only after this returns; it raises Refusal
     (429 with `retry_after`, 503 when the WAL cannot write) when the pipeline cannot take
     more. `errors`, the lines the parser refused, are counted in the metrics."""
     metrics = app[METRICS]
@@ -125,21 +126,17 @@ async def deliver(app: web.Application, chunk: Chunk, errors: Sequence[LineError
     try:
         await batcher.append(chunk)
     except WalFull:
-        metrics.throttle("wal_full")
         retry = 5 if batcher.store_failing else 1
-        raise Throttled("the write-ahead log is full: the store is behind; retry later", retry) from None
+        refusal = Refusal(
+            429, "the write-ahead log is full: the store is behind; retry later", reason="wal_full", retry_after=retry
+        )
+        metrics.throttle(refusal.reason)
+        raise refusal from None
     except OSError as exc:
-        raise Throttled(f"the write-ahead log cannot write: {exc.strerror or exc}", 5, status=503) from None
+        raise Refusal(
+            503, f"the write-ahead log cannot write: {exc.strerror or exc}", reason="wal_write_failed", retry_after=5
+        ) from None
     metrics.accepted(chunk.count, len(chunk.lines))
-
-
-def retry_headers(exc: IngestError) -> dict[str, str]:
-    """`Retry-After` for a refusal the client should retry: the wait a Throttled error
-    carries, else a second for any other 429 or 503."""
-    retry_after = getattr(exc, "retry_after", None)
-    if retry_after is None and exc.status in (429, 503):
-        retry_after = 1
-    return {"Retry-After": str(int(retry_after + 0.999))} if retry_after is not None else {}
 
 
 def ingest_answer(accepted: int, rejected: int, errors: list[Mapping[str, object]]) -> web.Response:

@@ -14,10 +14,11 @@ import logging
 from collections.abc import AsyncIterator
 
 from aiohttp import web
-from flightlog.ingest.limits import IngestError, Limits
+from flightlog.ingest.limits import Limits
 from flightlog.ingest.protocols import syslog
 from flightlog.ingest.routes import LIMITS, deliver
 from flightlog.schema.app_state import DEFAULT_TENANT, EXTRAS, SETTINGS
+from flightlog.schema.refusal import Refusal
 
 log = logging.getLogger("flightlog.ingest.syslog")
 
@@ -57,8 +58,8 @@ async def deliver_with_retry(app: web.Application, chunk) -> bool:
         try:
             await deliver(app, chunk)
             return True
-        except IngestError as exc:
-            wait = getattr(exc, "retry_after", None) or delay
+        except Refusal as exc:
+            wait = exc.retry_after or delay
             await asyncio.sleep(min(float(wait), RETRY_MAX_SECONDS))
             delay = min(delay * 2, RETRY_MAX_SECONDS)
     return False
@@ -138,7 +139,7 @@ class _UdpProtocol(asyncio.DatagramProtocol):
                     result = syslog.parse(messages, self.app[LIMITS], DEFAULT_TENANT, None, peer)
                     try:
                         await deliver(self.app, result.chunk)
-                    except IngestError as exc:
+                    except Refusal as exc:
                         self.dropped += result.chunk.count
                         log.warning("syslog UDP: %d messages dropped: %s", result.chunk.count, exc.message)
         finally:

@@ -8,7 +8,7 @@ from flightlog.query import context, hosts, trails
 from flightlog.query.params import list_params, recent_limit, trail_params
 from flightlog.query.search_api import setup_search_api
 from flightlog.schema.app_state import SETTINGS, STORE, tenant_of
-from flightlog.web.server import run_in_store_thread
+from flightlog.schema.executor import run_in_store_thread
 
 
 def _json(body) -> web.Response:

@@ -23,8 +23,8 @@ from typing import Any
 from aiohttp import web
 from flightlog.query.search import ParsedQuery, match_condition
 from flightlog.query.timefmt import NS_PER_S
+from flightlog.schema.refusal import Refusal
 from flightlog.schema.store import Store
-from flightlog.web.errors import ApiError
 
 FORMATS = {
     "ndjson": ("JSONEachRow", "application/x-ndjson", "ndjson"),
@@ -118,7 +118,7 @@ async def stream_response(
 ) -> web.StreamResponse:
     """Run `make_chunks` in its own thread and stream what it yields, at most a few blocks ahead."""
     if not _exports.acquire(blocking=False):
-        raise ApiError(503, f"export: {MAX_CONCURRENT_EXPORTS} exports are running; try again shortly")
+        raise Refusal(503, f"export: {MAX_CONCURRENT_EXPORTS} exports are running; try again shortly")
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[Any] = asyncio.Queue()
     window = threading.Semaphore(BLOCKS_IN_FLIGHT)
@@ -150,7 +150,7 @@ async def stream_response(
     try:
         first = await queue.get()
         if isinstance(first, Exception):
-            raise ApiError(400, f"export: {first}")
+            raise Refusal(400, f"export: {first}")
         response = web.StreamResponse(
             headers={
                 "Content-Type": content_type,

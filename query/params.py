@@ -17,7 +17,7 @@ from flightlog.query.trails import (
     TRAIL_MAX_LIMIT,
     ListCursor,
 )
-from flightlog.web.errors import ApiError
+from flightlog.schema.refusal import Refusal
 
 
 @dataclass(frozen=True)
@@ -94,7 +94,7 @@ def trail_params(query: Mapping[str, str], default_limit: int = TRAIL_DEFAULT_LI
     levels = tuple(level.lower() for level in _getall(query, "level"))
     for level in levels:
         if level not in LEVELS:
-            raise ApiError(400, f"level: {level!r} is not one of {', '.join(LEVELS)}")
+            raise Refusal(400, f"level: {level!r} is not one of {', '.join(LEVELS)}")
     return TrailParams(
         limit=parse_limit(query.get("limit"), default_limit, TRAIL_MAX_LIMIT),
         cursor=_cursor(query),
@@ -113,7 +113,7 @@ def list_params(query: Mapping[str, str]) -> ListParams:
         try:
             bounds[name] = parse_time(text) if text else None
         except TimeFormatError as exc:
-            raise ApiError(400, f"{name}: {exc}") from None
+            raise Refusal(400, f"{name}: {exc}") from None
     cursor_text = query.get("cursor") or ""
     return ListParams(
         cursor=ListCursor.decode(cursor_text) if cursor_text else None,

@@ -20,8 +20,8 @@ from flightlog.query.lines import parse_limit
 from flightlog.query.params import search_params
 from flightlog.query.search import ParsedQuery, parse_or_400, resolve_window
 from flightlog.schema.app_state import STORE, tenant_of
-from flightlog.web.errors import ApiError
-from flightlog.web.server import run_in_store_thread
+from flightlog.schema.executor import run_in_store_thread
+from flightlog.schema.refusal import Refusal
 
 
 def _json(body) -> web.Response:
@@ -39,7 +39,7 @@ def export_format(query: Mapping[str, str]) -> str | None:
     if fmt in (None, "json"):
         return None
     if fmt not in export.FORMATS:
-        raise ApiError(400, f"format: {fmt!r} is not one of json, {', '.join(export.FORMATS)}")
+        raise Refusal(400, f"format: {fmt!r} is not one of json, {', '.join(export.FORMATS)}")
     return fmt
 
 
@@ -92,12 +92,12 @@ async def _sql_payload(request: web.Request) -> tuple[str, str]:
     try:
         payload = await request.json(loads=orjson.loads)
     except (ValueError, orjson.JSONDecodeError):
-        raise ApiError(400, 'body: send JSON like {"sql": "SELECT count() FROM logs"}') from None
+        raise Refusal(400, 'body: send JSON like {"sql": "SELECT count() FROM logs"}') from None
     if not isinstance(payload, dict) or not isinstance(payload.get("sql"), str):
-        raise ApiError(400, 'sql: send JSON like {"sql": "SELECT count() FROM logs"}')
+        raise Refusal(400, 'sql: send JSON like {"sql": "SELECT count() FROM logs"}')
     fmt = payload.get("format") or request.query.get("format") or "json"
     if fmt not in ("json", "csv", "ndjson"):
-        raise ApiError(400, f"format: {fmt!r} is not one of json, csv, ndjson")
+        raise Refusal(400, f"format: {fmt!r} is not one of json, csv, ndjson")
     return payload["sql"], fmt
 
 

@@ -35,9 +35,9 @@ from aiohttp import web
 from flightlog.query.lines import LINE_COLUMNS, shape_line
 from flightlog.query.search import ParsedQuery, parse_or_400
 from flightlog.schema.app_state import EXTRAS, STORE, tenant_of
+from flightlog.schema.executor import run_in_store_thread
+from flightlog.schema.refusal import Refusal
 from flightlog.schema.store import Store, StoreError
-from flightlog.web.errors import ApiError
-from flightlog.web.server import run_in_store_thread
 
 log = logging.getLogger("flightlog.query.tail")
 
@@ -64,7 +64,7 @@ def parse_event_id(text: str | None) -> tuple[int, int, int] | None:
         return None
     match = _EVENT_ID.match(text.strip())
     if not match:
-        raise ApiError(400, "Last-Event-ID: not an id this server sent; reconnect without it")
+        raise Refusal(400, "Last-Event-ID: not an id this server sent; reconnect without it")
     return int(match.group(1)), int(match.group(2)), int(match.group(3))
 
 
@@ -102,7 +102,7 @@ class TailHub:
 
     def subscribe(self, tenant: str, parsed: ParsedQuery) -> Subscriber:
         if self._closed:
-            raise ApiError(503, "tail: the server is shutting down")
+            raise Refusal(503, "tail: the server is shutting down")
         sub = Subscriber(tenant, parsed)
         self.subscribers.setdefault(tenant, set()).add(sub)
         if tenant not in self.tenants:

@@ -21,8 +21,8 @@ from typing import Any
 import orjson
 from flightlog.query.lines import LEVELS, LINE_COLUMNS, Cursor, bad_cursor, cursor_condition, page
 from flightlog.query.timefmt import format_ns, now_ns
+from flightlog.schema.refusal import Refusal
 from flightlog.schema.store import Store
-from flightlog.web.errors import ApiError
 
 TRAIL_DEFAULT_LIMIT = 1000
 TRAIL_MAX_LIMIT = 10_000
@@ -61,8 +61,8 @@ def _level_order(level: str) -> tuple[int, str]:
     return (LEVELS.index(level) if level in LEVELS else len(LEVELS), level)
 
 
-def _not_found(k: Kind, entity_id: str) -> ApiError:
-    return ApiError(404, f"no {k.name} {entity_id!r}: no line carries {k.column}={entity_id}")
+def _not_found(k: Kind, entity_id: str) -> Refusal:
+    return Refusal(404, f"no {k.name} {entity_id!r}: no line carries {k.column}={entity_id}")
 
 
 def status_of(last_status: str, levels: dict[str, int]) -> str:
@@ -93,7 +93,7 @@ def summary(
 ) -> dict[str, Any]:
     """Time span, status, counts by level, services, (host, service) pairs and linked ids of one id.
 
-    Raises ApiError(404) when the tenant has no line carrying that id.
+    Raises Refusal(404) when the tenant has no line carrying that id.
     """
     k = kind_of(kind)
     params = {"tenant": tenant, "kind": k.name, "id": entity_id}
@@ -170,7 +170,7 @@ def trail(
 
     `services`, `hosts`, `levels` narrow the trail (each: any of the given values). `expand` (1 or
     2) adds the lines that carry no such id but share a trace_id or request_id with its lines
-    (flightlog.query.correlate). Raises ApiError(404) when the id is unknown to the tenant.
+    (flightlog.query.correlate). Raises Refusal(404) when the id is unknown to the tenant.
     """
     k = kind_of(kind)
     if expand:

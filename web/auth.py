@@ -44,7 +44,8 @@ from aiohttp import web
 from flightlog.ingest.ratelimit import CURRENT, RATE_LIMITER, KeyContext, RateLimiter
 from flightlog.schema.api_keys import ApiKey, KeyRing, key_source
 from flightlog.schema.app_state import SETTINGS, STORE
-from flightlog.web.errors import ApiError, wants_html
+from flightlog.schema.refusal import Refusal, retry_after_header
+from flightlog.web.errors import wants_html
 
 SESSION_COOKIE = "flightlog_session"
 LOGIN_CSRF_COOKIE = "flightlog_login_csrf"
@@ -278,7 +279,7 @@ async def _run(request: web.Request, handler, auth: Auth, key: ApiKey | None):
         finally:
             CURRENT.reset(token)
         if context.retry_after is not None and response.status == 429:
-            response.headers["Retry-After"] = str(context.retry_after)
+            response.headers.update(retry_after_header(context.retry_after))
         return response
     return await handler(request)
 
@@ -303,21 +304,21 @@ async def _read_small_body(request: web.Request) -> None:
         async with asyncio.timeout(request.app[SETTINGS].body_timeout):
             await request.read()
     except TimeoutError:
-        raise ApiError(408, "the request body did not arrive in time") from None
+        raise Refusal(408, "the request body did not arrive in time") from None
     except web.HTTPRequestEntityTooLarge:
-        raise ApiError(413, "the request body is too large") from None
+        raise Refusal(413, "the request body is too large") from None
 
 
 def _refuse_cross_site(request: web.Request) -> None:
     if request.method in ("GET", "HEAD", "OPTIONS"):
         return
     if request.headers.get("Sec-Fetch-Site", "") == "cross-site":
-        raise ApiError(403, "cross-site request refused")
+        raise Refusal(403, "cross-site request refused")
     origin = request.headers.get("Origin")
     if origin and origin != "null" and urlsplit(origin).netloc != request.host:
-        raise ApiError(403, "cross-site request refused: Origin does not match the server")
+        raise Refusal(403, "cross-site request refused: Origin does not match the server")
     if origin == "null":
-        raise ApiError(403, "cross-site request refused: opaque Origin")
+        raise Refusal(403, "cross-site request refused: opaque Origin")
 
 
 async def _check_csrf(request: web.Request, session: Session) -> None:
@@ -328,7 +329,7 @@ async def _check_csrf(request: web.Request, session: Session) -> None:
         value = form.get(CSRF_FIELD)
         sent = value if isinstance(value, str) else None
     if not sent or not hmac.compare_digest(sent, session.csrf):
-        raise ApiError(403, "the form's CSRF token is missing or stale; reload the page and try again")
+        raise Refusal(403, "the form's CSRF token is missing or stale; reload the page and try again")
 
 
 def _denied(request: web.Request, status: int, message: str) -> web.Response:
@@ -342,7 +343,7 @@ def _denied(request: web.Request, status: int, message: str) -> web.Response:
 
 def _too_many(request: web.Request, message: str, wait: float) -> web.Response:
     response = _denied(request, 429, message + "; retry after the Retry-After seconds")
-    response.headers["Retry-After"] = str(max(1, int(wait + 0.999)))
+    response.headers.update(retry_after_header(wait))
     return response
 
 

@@ -1,4 +1,4 @@
-"""One error type carrying a status and a message, rendered as JSON or HTML in one place."""
+"""The one mapping of a Refusal (flightlog.schema.refusal) to HTTP: JSON or an HTML page, with its headers."""
 
 from __future__ import annotations
 
@@ -6,17 +6,10 @@ import logging
 from typing import Any
 
 from aiohttp import web
+from flightlog.schema.refusal import Refusal
 from flightlog.schema.store import StoreError
 
 log = logging.getLogger("flightlog.web")
-
-
-class ApiError(Exception):
-    def __init__(self, status: int, message: str, **details: Any) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.details = details
 
 
 def wants_html(request: web.Request) -> bool:
@@ -30,8 +23,8 @@ def wants_html(request: web.Request) -> bool:
 async def error_middleware(request: web.Request, handler):
     try:
         return await handler(request)
-    except ApiError as exc:
-        return error_response(request, exc.status, exc.message, **exc.details)
+    except Refusal as exc:
+        return error_response(request, exc.status, exc.message, headers=exc.headers(), **exc.details)
     except web.HTTPException:
         raise
     except StoreError as exc:
@@ -42,9 +35,13 @@ async def error_middleware(request: web.Request, handler):
         return error_response(request, 500, "internal error; the server log has the details")
 
 
-def error_response(request: web.Request, status: int, message: str, **details: Any) -> web.Response:
+def error_response(
+    request: web.Request, status: int, message: str, headers: dict[str, str] | None = None, **details: Any
+) -> web.Response:
     if wants_html(request):
         from flightlog.web.pages import render_error
 
-        return render_error(request, status, message)
-    return web.json_response({"error": message, **details}, status=status)
+        response = render_error(request, status, message)
+        response.headers.update(headers or {})
+        return response
+    return web.json_response({"error": message, **details}, status=status, headers=headers)

@@ -22,8 +22,8 @@ from flightlog.query.params import trail_params
 from flightlog.query.search import FIELDS
 from flightlog.query.timefmt import format_ns, parse_ns
 from flightlog.schema.app_state import SETTINGS, STORE, tenant_of
-from flightlog.web.errors import ApiError
-from flightlog.web.server import run_in_store_thread
+from flightlog.schema.executor import run_in_store_thread
+from flightlog.schema.refusal import Refusal
 
 HERE = Path(__file__).resolve().parent
 TEMPLATES = HERE / "templates"
@@ -92,7 +92,7 @@ def _page(handler):
     async def wrapped(request: web.Request) -> web.Response:
         try:
             return await handler(request)
-        except ApiError as exc:
+        except Refusal as exc:
             return render_error(request, exc.status, exc.message)
 
     return wrapped

@@ -18,9 +18,9 @@ from flightlog.query.params import search_params
 from flightlog.query.querylang import LEVELS
 from flightlog.query.search_api import window_params
 from flightlog.schema.app_state import STORE, tenant_of
-from flightlog.web.errors import ApiError
+from flightlog.schema.executor import run_in_store_thread
+from flightlog.schema.refusal import Refusal
 from flightlog.web.pages import _page, render, url_with, with_cursor
-from flightlog.web.server import run_in_store_thread
 
 SEARCH_PAGE_LINES = 500
 TAIL_PAGE_LINES = 200
@@ -104,7 +104,7 @@ async def search_page(request: web.Request) -> web.Response:
     }
     try:
         params = search_params(request.query, default_limit=SEARCH_PAGE_LINES)
-    except ApiError as exc:
+    except Refusal as exc:
         context["error"] = exc.message
         context["position"] = exc.details.get("position")
         return render(request, "search.html", status=exc.status, **context)
@@ -155,7 +155,7 @@ async def tail_page(request: web.Request) -> web.Response:
     context: dict[str, Any] = {"title": "Live tail", "q": q, "error": None, "position": None, "lines": []}
     try:
         parsed, since, until = window_params({"q": q, "from": "15m"})
-    except ApiError as exc:
+    except Refusal as exc:
         context["error"] = exc.message
         context["position"] = exc.details.get("position")
         return render(request, "tail.html", status=exc.status, **context)
@@ -197,13 +197,13 @@ async def sql_page(request: web.Request) -> web.StreamResponse:
     if request.method != "POST" or not sql.strip():
         return render(request, "sql.html", **context)
     if fmt not in ("html", "csv", "ndjson"):
-        raise ApiError(400, f"format: {fmt!r} is not one of html, csv, ndjson")
+        raise Refusal(400, f"format: {fmt!r} is not one of html, csv, ndjson")
     store, tenant = request.app[STORE], tenant_of(request)
     try:
         result = await run_in_store_thread(
             request.app, sql_console.run_audited, store, tenant, sql_console.who(request), sql
         )
-    except ApiError as exc:
+    except Refusal as exc:
         context["error"] = exc.message
         return render(request, "sql.html", status=exc.status, **context)
     if fmt != "html":

@@ -9,10 +9,10 @@ from __future__ import annotations
 import asyncio
 import warnings
 from collections.abc import AsyncIterator, Iterable
-from concurrent.futures import ThreadPoolExecutor
 
 from aiohttp import web
 from flightlog.schema.app_state import EXTRAS, SETTINGS, STORE
+from flightlog.schema.executor import run_in_store_thread
 from flightlog.schema.open import open_store
 from flightlog.schema.settings import Settings
 from flightlog.schema.store import Store, StoreError
@@ -112,12 +112,3 @@ async def readyz(request: web.Request) -> web.Response:
     except StoreError as exc:
         return web.json_response({"status": "store unavailable", "error": str(exc)}, status=503)
     return web.json_response({"status": "ready", "store": store.kind})
-
-
-_store_threads = ThreadPoolExecutor(max_workers=8, thread_name_prefix="store")
-
-
-async def run_in_store_thread(app: web.Application, fn, *args, **kwargs):
-    """Run a blocking store call off the event loop (chDB and clickhouse-connect block)."""
-    loop = asyncio.get_running_loop()
-    return await loop.run_in_executor(_store_threads, lambda: fn(*args, **kwargs))

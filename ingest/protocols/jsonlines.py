@@ -13,7 +13,8 @@ from collections.abc import Mapping
 import orjson
 from flightlog.ingest.chunk import Chunk, LineError, ParseResult
 from flightlog.ingest.insert_sql import CHUNK_KEY, SIMPLE_KEYS, TIMESTAMP_KEYS, is_simple_line
-from flightlog.ingest.limits import IngestError, Limits
+from flightlog.ingest.limits import Limits
+from flightlog.schema.refusal import Refusal
 
 # Keys a line carries beside its attributes; a line may have this many more keys than attributes.
 _FIELD_ALLOWANCE = 24
@@ -153,7 +154,7 @@ def _array_lines(body: bytes):
     try:
         items = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
-        raise IngestError(400, f"body is not valid JSON: {exc}") from None
+        raise Refusal(400, f"body is not valid JSON: {exc}") from None
     return [(i + 1, orjson.dumps(item) if isinstance(item, dict) else b"", item) for i, item in enumerate(items)]
 
 

@@ -1,4 +1,4 @@
-"""Every protocol parser, fed any bytes: rows or a clean rejection (IngestError), never a crash.
+"""Every protocol parser, fed any bytes: rows or a clean rejection (Refusal), never a crash.
 
 And the rows a parser does return are wire lines the engine can read: each a JSON object.
 """
@@ -8,8 +8,9 @@ from __future__ import annotations
 import cramjam
 import orjson
 from flightlog.ingest.decompress import decompress
-from flightlog.ingest.limits import IngestError, Limits
+from flightlog.ingest.limits import Limits
 from flightlog.ingest.protocols import elastic, jsonlines, loki, otlp, syslog, text
+from flightlog.schema.refusal import Refusal
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -45,7 +46,7 @@ def _check(result_chunk) -> None:
 def _run(parse, *args):
     try:
         result = parse(*args)
-    except IngestError as exc:
+    except Refusal as exc:
         assert 400 <= exc.status < 500 and exc.message
         return None
     return result

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import orjson
 import pytest
-from flightlog.ingest.limits import IngestError
 from flightlog.schema.app_state import BATCHER
+from flightlog.schema.refusal import Refusal
 from flightlog.schema.settings import Settings
 from flightlog.web.server import create_app
 
@@ -83,7 +83,7 @@ async def test_elasticsearch_routes_carry_the_product_header_even_on_errors(clie
 
 async def test_a_full_pipeline_answers_429_with_retry_after_in_every_protocol(client, monkeypatch):
     async def full(chunk):
-        raise IngestError(429, "ingest is full; retry later")
+        raise Refusal(429, "ingest is full; retry later")
 
     monkeypatch.setattr(client.app[BATCHER], "append", full)
     loki = {"streams": [{"stream": {"job": "j"}, "values": [["1700000000000000000", "x"]]}]}
