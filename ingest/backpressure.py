@@ -12,12 +12,12 @@ from aiohttp import web
 from flightlog.ingest.metrics import METRICS
 from flightlog.schema.app_state import BATCHER
 from flightlog.schema.refusal import Refusal, retry_after_header
+from flightlog.schema.route_table import needs_of
 
 # Bodies of unknown length (chunked) reserve this much; compressed bodies are reserved at
 # this many times their wire size (log text compresses 5-15x). Both are capped at the body limit.
 UNKNOWN_LENGTH_RESERVE = 16 * 1024 * 1024
 COMPRESSION_ESTIMATE = 10
-INGEST_MODULES = ("flightlog.ingest.routes", "flightlog.ingest.protocol_routes")
 
 
 class InflightBudget:
@@ -54,10 +54,8 @@ BUDGET = web.AppKey("ingest_inflight_budget", InflightBudget)
 
 
 def is_ingest(request: web.Request) -> bool:
-    if request.method not in ("POST", "PUT"):
-        return False
-    handler = getattr(request.match_info, "handler", None)
-    return getattr(handler, "__module__", "") in INGEST_MODULES
+    """Whether the matched route declared the ingest budget (flightlog.schema.route_table)."""
+    return needs_of(request).budget == "ingest"
 
 
 @web.middleware

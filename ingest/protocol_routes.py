@@ -2,7 +2,7 @@
 
 Each handler is the same linear sequence: check the method, read the (decompressed, bounded)
 body, parse it with its protocol module, hand the chunk to `deliver()`, and answer in the
-protocol's own shape. The syslog listeners start from here too (flightlog.ingest.syslog_server).
+protocol's own shape.
 """
 
 from __future__ import annotations
@@ -11,32 +11,29 @@ import time
 
 import orjson
 from aiohttp import web
+from flightlog.ingest.pipeline import LIMITS, deliver, read_body, request_defaults
 from flightlog.ingest.protocols import elastic, loki, otlp
-from flightlog.ingest.routes import LIMITS, deliver, read_body, request_defaults
 from flightlog.schema.app_state import tenant_of
 from flightlog.schema.refusal import Refusal
+from flightlog.schema.route_table import add_route
 
 ES_PREFIX = "/es"
 
 
 def setup_protocols(app: web.Application) -> None:
-    """Register the protocol routes and the syslog listeners (when settings enable them)."""
-    from flightlog.ingest.syslog_server import syslog_context
-
-    router = app.router
-    router.add_post("/v1/logs", post_otlp_logs)
-    router.add_post("/loki/api/v1/push", post_loki_push)
-    router.add_get("/ready", loki_ready)
-    router.add_get("/loki/api/v1/ready", loki_ready)
+    """Register the protocol routes; the probes shippers send before data are public."""
+    add_route(app, "POST", "/v1/logs", post_otlp_logs, scope="ingest", budget="ingest")
+    add_route(app, "POST", "/loki/api/v1/push", post_loki_push, scope="ingest", budget="ingest")
+    add_route(app, "GET", "/ready", loki_ready, scope="public")
+    add_route(app, "GET", "/loki/api/v1/ready", loki_ready, scope="public")
     for prefix in ("", ES_PREFIX):
         for method in ("POST", "PUT"):
-            router.add_route(method, prefix + "/_bulk", post_es_bulk)
-            router.add_route(method, prefix + "/{index}/_bulk", post_es_bulk)
-        router.add_get(prefix + "/_license", get_es_license)
-    router.add_get(ES_PREFIX, get_es_root)
-    router.add_get(ES_PREFIX + "/", get_es_root)
+            add_route(app, method, prefix + "/_bulk", post_es_bulk, scope="ingest", budget="ingest")
+            add_route(app, method, prefix + "/{index}/_bulk", post_es_bulk, scope="ingest", budget="ingest")
+        add_route(app, "GET", prefix + "/_license", get_es_license, scope="public")
+    add_route(app, "GET", ES_PREFIX, get_es_root, scope="public")
+    add_route(app, "GET", ES_PREFIX + "/", get_es_root, scope="public")
     app.middlewares.insert(0, elastic_middleware)
-    app.cleanup_ctx.append(syslog_context)
 
 
 # --- OTLP/HTTP --------------------------------------------------------------------------------

@@ -4,7 +4,7 @@ TCP: every read is framed (octet counting, LF or NUL), parsed and delivered befo
 read, so a full pipeline (429/503 from `deliver`) slows the sender through TCP itself. A frame
 that grows past `max_line_bytes` without ending closes the connection. UDP: datagrams that
 arrive in one turn of the event loop go in as one chunk; when the pipeline is full they are
-dropped and counted, as syslog over UDP always may be.
+dropped (and logged), as syslog over UDP always may be.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 from flightlog.ingest.limits import Limits
+from flightlog.ingest.pipeline import LIMITS, deliver
 from flightlog.ingest.protocols import syslog
-from flightlog.ingest.routes import LIMITS, deliver
 from flightlog.schema.app_state import DEFAULT_TENANT, EXTRAS, SETTINGS
 from flightlog.schema.refusal import Refusal
 
@@ -117,12 +117,10 @@ class _UdpProtocol(asyncio.DatagramProtocol):
         self.app = app
         self.pending: list[tuple[bytes, str]] = []
         self.flushing = False
-        self.dropped = 0
 
     def datagram_received(self, data: bytes, addr) -> None:
         if len(self.pending) >= UDP_MAX_PENDING:
-            self.dropped += 1
-            return
+            return  # dropped, as a syslog datagram may always be
         self.pending.append((data, addr[0] if addr else ""))
         if not self.flushing:
             self.flushing = True
@@ -140,7 +138,6 @@ class _UdpProtocol(asyncio.DatagramProtocol):
                     try:
                         await deliver(self.app, result.chunk)
                     except Refusal as exc:
-                        self.dropped += result.chunk.count
                         log.warning("syslog UDP: %d messages dropped: %s", result.chunk.count, exc.message)
         finally:
             self.flushing = False

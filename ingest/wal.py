@@ -44,11 +44,6 @@ class Segment:
     new: bool = True  # its directory entry is not yet synced
     closed: asyncio.Event = field(default_factory=asyncio.Event)
 
-    @property
-    def token(self) -> str:
-        """The segment's stable id: its file name without the suffix."""
-        return self.path.name[: -len(SEGMENT_SUFFIX)]
-
 
 def segment_number(path: Path) -> int:
     return int(path.name.split("-", 1)[0].split(".", 1)[0])

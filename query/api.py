@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import orjson
 from aiohttp import web
-from flightlog.query import context, hosts, trails
+from flightlog.query import context, hosts, kinds, trails
 from flightlog.query.params import list_params, recent_limit, trail_params
 from flightlog.query.search_api import setup_search_api
 from flightlog.schema.app_state import SETTINGS, STORE, tenant_of
 from flightlog.schema.executor import run_in_store_thread
+from flightlog.schema.route_table import add_route
 
 
 def _json(body) -> web.Response:
@@ -23,13 +24,13 @@ def _recent_handler(kind: str):
             request.app,
             lambda: trails.listing(request.app[STORE], tenant_of(request), kind, limit, **filters.as_kwargs()),
         )
-        return _json({trails.KINDS[kind].name + "s": body["items"], "next_cursor": body["next_cursor"]})
+        return _json({kinds.KINDS[kind].name + "s": body["items"], "next_cursor": body["next_cursor"]})
 
     return handler
 
 
 def _summary_handler(kind: str):
-    column = trails.KINDS[kind].column
+    column = kinds.KINDS[kind].column
 
     async def handler(request: web.Request) -> web.Response:
         gone_after = request.app[SETTINGS].host_gone_after_s
@@ -45,7 +46,7 @@ def _summary_handler(kind: str):
 
 
 def _trail_handler(kind: str):
-    column = trails.KINDS[kind].column
+    column = kinds.KINDS[kind].column
 
     async def handler(request: web.Request) -> web.Response:
         params = trail_params(request.query)
@@ -93,11 +94,11 @@ async def hosts_handler(request: web.Request) -> web.Response:
 
 
 def setup_query_api(app: web.Application) -> None:
-    for kind in trails.KINDS.values():
+    for kind in kinds.KINDS.values():
         base = f"/api/v1/{kind.name}s"
-        app.router.add_get(base, _recent_handler(kind.name))
-        app.router.add_get(f"{base}/{{{kind.column}}}", _summary_handler(kind.name))
-        app.router.add_get(f"{base}/{{{kind.column}}}/trail", _trail_handler(kind.name))
-    app.router.add_get("/api/v1/context", context_handler)
-    app.router.add_get("/api/v1/hosts", hosts_handler)
+        add_route(app, "GET", base, _recent_handler(kind.name), scope="read")
+        add_route(app, "GET", f"{base}/{{{kind.column}}}", _summary_handler(kind.name), scope="read")
+        add_route(app, "GET", f"{base}/{{{kind.column}}}/trail", _trail_handler(kind.name), scope="read")
+    add_route(app, "GET", "/api/v1/context", context_handler, scope="read")
+    add_route(app, "GET", "/api/v1/hosts", hosts_handler, scope="read")
     setup_search_api(app)  # search, export, histogram, facets, tail, SQL console

@@ -17,8 +17,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from flightlog.query.kinds import Kind, _not_found, exists, line_filters
 from flightlog.query.lines import LINE_COLUMNS, Cursor, cursor_condition, page
-from flightlog.query.trails import Kind, _not_found, exists, line_filters
 from flightlog.schema.refusal import Refusal
 from flightlog.schema.store import Store
 

@@ -19,7 +19,6 @@ LINE_COLUMNS = (
     "toUnixTimestamp64Nano(ts) AS ts_ns, seq, service, host, level, message, "
     "build_id, deploy_id, trace_id, span_id, request_id, attrs"
 )
-LEVELS = ("trace", "debug", "info", "warn", "error", "fatal")
 
 
 def shape_line(row: list[Any]) -> dict[str, Any]:

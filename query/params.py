@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from flightlog.query.correlate import parse_cap, parse_expand
-from flightlog.query.lines import LEVELS, Cursor, parse_limit
+from flightlog.query.lines import Cursor, parse_limit
 from flightlog.query.search import SEARCH_DEFAULT_LIMIT, SEARCH_MAX_LIMIT, ParsedQuery, parse_or_400, resolve_window
 from flightlog.query.timefmt import TimeFormatError, parse_time
 from flightlog.query.trails import (
@@ -17,6 +17,7 @@ from flightlog.query.trails import (
     TRAIL_MAX_LIMIT,
     ListCursor,
 )
+from flightlog.schema.fields import LEVELS
 from flightlog.schema.refusal import Refusal
 
 

@@ -15,13 +15,14 @@ from collections.abc import Mapping
 
 import orjson
 from aiohttp import web
-from flightlog.query import export, facets, histogram, search, sql_console, tail
+from flightlog.query import export, facets, histogram, search, sql_console, tail_api
 from flightlog.query.lines import parse_limit
 from flightlog.query.params import search_params
 from flightlog.query.search import ParsedQuery, parse_or_400, resolve_window
 from flightlog.schema.app_state import STORE, tenant_of
 from flightlog.schema.executor import run_in_store_thread
 from flightlog.schema.refusal import Refusal
+from flightlog.schema.route_table import add_route
 
 
 def _json(body) -> web.Response:
@@ -125,10 +126,10 @@ async def sql_audit_handler(request: web.Request) -> web.Response:
 
 
 def setup_search_api(app: web.Application) -> None:
-    app.router.add_get("/api/v1/search", search_handler)
-    app.router.add_get("/api/v1/histogram", histogram_handler)
-    app.router.add_get("/api/v1/facets", facets_handler)
-    app.router.add_get("/api/v1/tail", tail.tail_handler)
-    app.router.add_post("/api/v1/sql", sql_handler)
-    app.router.add_get("/api/v1/sql/audit", sql_audit_handler)
-    tail.setup_tail(app)
+    add_route(app, "GET", "/api/v1/search", search_handler, scope="read")
+    add_route(app, "GET", "/api/v1/histogram", histogram_handler, scope="read")
+    add_route(app, "GET", "/api/v1/facets", facets_handler, scope="read")
+    add_route(app, "GET", "/api/v1/tail", tail_api.tail_handler, scope="read")
+    add_route(app, "POST", "/api/v1/sql", sql_handler, scope="read")
+    add_route(app, "GET", "/api/v1/sql/audit", sql_audit_handler, scope="read")
+    tail_api.setup_tail(app)

@@ -45,8 +45,6 @@ TENANT_TABLES: dict[str, str] = {
     "host_ids": "tenant",
     "host_summary": "tenant",
 }
-# Kept for callers of the foundation's name; the live list is allowed_tables(store).
-ALLOWED_TABLES = TENANT_TABLES
 # Tables with no tenant data: what plain expressions read implicitly (`SELECT 1` reads
 # system.one), number generators, and the engine's own reference lists.
 HARMLESS_TABLES = frozenset(

@@ -1,10 +1,12 @@
 """Who is calling: API keys → `request["tenant"]`, scopes, UI login sessions, CSRF.
 
-Every request but a few public ones (health, static files, the login page, protocol probes)
-needs a key once any key exists:
+Every route declares the scope it needs where it is registered (flightlog.schema.route_table);
+once any key exists:
 
-- ingest routes (POST/PUT handled in flightlog.ingest) need an `ingest` or `admin` key;
-- everything else (query API, pages, /metrics) needs a `read` or `admin` key.
+- `public` routes (health, static files, the login page, protocol probes) need no key;
+- `ingest` routes need an `ingest` or `admin` key;
+- `read` routes (query API, pages, /metrics), and paths no route matches, need a `read` or `admin` key;
+- `admin` routes need an `admin` key.
 
 A key comes as `Authorization: Bearer <key>` (our API, `flightlog send`, OTLP exporters'
 headers), as the password of basic auth (Loki and Elasticsearch clients; the user name is
@@ -45,6 +47,7 @@ from flightlog.ingest.ratelimit import CURRENT, RATE_LIMITER, KeyContext, RateLi
 from flightlog.schema.api_keys import ApiKey, KeyRing, key_source
 from flightlog.schema.app_state import SETTINGS, STORE
 from flightlog.schema.refusal import Refusal, retry_after_header
+from flightlog.schema.route_table import add_route, needs_of
 from flightlog.web.errors import wants_html
 
 SESSION_COOKIE = "flightlog_session"
@@ -52,9 +55,6 @@ LOGIN_CSRF_COOKIE = "flightlog_login_csrf"
 CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "X-CSRF-Token"
 TENANT_HEADERS = ("X-Scope-OrgID", "X-Flightlog-Tenant")
-PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/ready", "/loki/api/v1/ready", "/login", "/favicon.ico"})
-# What Elasticsearch clients and shippers probe before sending: a version document, no data.
-ES_PROBES = frozenset({"/", "/es", "/es/", "/_license", "/es/_license"})
 MAX_SESSIONS = 10_000
 
 
@@ -137,9 +137,9 @@ def setup_auth(app: web.Application, with_pages: bool) -> None:
     app[RATE_LIMITER] = RateLimiter(settings.key_lines_per_second, settings.key_requests_per_second)
     app.cleanup_ctx.append(_keyring_context)
     if with_pages:
-        app.router.add_get("/login", login_page, name="login")
-        app.router.add_post("/login", login_submit)
-        app.router.add_post("/logout", logout)
+        add_route(app, "GET", "/login", login_page, scope="public", name="login")
+        add_route(app, "POST", "/login", login_submit, scope="public")
+        add_route(app, "POST", "/logout", logout, scope="read")
         _install_template_globals()
 
 
@@ -172,17 +172,9 @@ async def _reload_table(auth: Auth) -> None:
 
 
 def needed_scope(request: web.Request) -> str | None:
-    """"ingest", "read", or None for a public path."""
-    path = request.path
-    if path in PUBLIC_PATHS or path.startswith("/static/"):
-        return None
-    if request.method in ("GET", "HEAD") and path in ES_PROBES and "text/html" not in request.headers.get("Accept", ""):
-        return None
-    handler = getattr(request.match_info, "handler", None)
-    module = getattr(handler, "__module__", "") or ""
-    if request.method in ("POST", "PUT") and module.startswith("flightlog.ingest"):
-        return "ingest"
-    return "read"
+    """The scope the matched route declared ("ingest", "read", "admin"), or None for a public one."""
+    scope = needs_of(request).scope
+    return None if scope == "public" else scope
 
 
 def presented_key(request: web.Request) -> str | None:
@@ -298,7 +290,7 @@ async def _read_small_body(request: web.Request) -> None:
     ingest reads its own (flightlog.ingest.routes.read_body) so its memory budget applies first."""
     if request.method not in ("POST", "PUT", "PATCH") or not request.body_exists:
         return
-    if needed_scope(request) == "ingest":
+    if needs_of(request).budget == "ingest":
         return
     try:
         async with asyncio.timeout(request.app[SETTINGS].body_timeout):

@@ -1,7 +1,7 @@
 """Server-rendered pages over the same query functions as the JSON API.
 
 Jinja2 with autoescape on; every page extends base.html, fragments are `_name.html`. No inline
-scripts or styles (a later issue adds a CSP without 'unsafe-inline'); everything works with
+scripts or styles (the CSP of flightlog.web.security_headers forbids them); everything works with
 JavaScript off: filters and pagination are plain links, search is a GET form.
 """
 
@@ -15,7 +15,7 @@ from urllib.parse import quote, urlencode
 
 import jinja2
 from aiohttp import web
-from flightlog.query import context, hosts, timeline, trails
+from flightlog.query import context, hosts, kinds, timeline, trails
 from flightlog.query.context import parse_ref
 from flightlog.query.lines import Cursor
 from flightlog.query.params import trail_params
@@ -24,12 +24,12 @@ from flightlog.query.timefmt import format_ns, parse_ns
 from flightlog.schema.app_state import SETTINGS, STORE, tenant_of
 from flightlog.schema.executor import run_in_store_thread
 from flightlog.schema.refusal import Refusal
+from flightlog.schema.route_table import add_route, add_static
 
 HERE = Path(__file__).resolve().parent
 TEMPLATES = HERE / "templates"
 STATIC = HERE / "static"
 TRAIL_PAGE_LINES = 5000
-SEARCH_PAGE_LINES = 500
 RECENT_ON_INDEX = 50
 
 
@@ -127,7 +127,7 @@ async def index_page(request: web.Request) -> web.Response:
         )
 
     builds, deploys = await run_in_store_thread(request.app, load)
-    return render(request, "index.html", builds=builds, deploys=deploys, kinds=trails.KINDS, title="Builds & deploys")
+    return render(request, "index.html", builds=builds, deploys=deploys, kinds=kinds.KINDS, title="Builds & deploys")
 
 
 def _at_cursor(ref: str) -> Cursor:
@@ -142,7 +142,7 @@ def line_url(kind: str, entity_id: str, ref: str) -> str:
 
 
 def _trail_page(kind: str):
-    k = trails.KINDS[kind]
+    k = kinds.KINDS[kind]
 
     @_page
     async def handler(request: web.Request) -> web.Response:
@@ -214,7 +214,7 @@ async def context_page(request: web.Request) -> web.Response:
     line = body["line"]
     trails_of = [
         (name, line[k.column], line_url(name, line[k.column], line["ref"]))
-        for name, k in trails.KINDS.items()
+        for name, k in kinds.KINDS.items()
         if line[k.column]
     ]
     return render(
@@ -259,12 +259,9 @@ async def hosts_page(request: web.Request) -> web.Response:
 
 
 def setup_pages(app: web.Application) -> None:
-    app.router.add_get("/", index_page)
-    app.router.add_get("/builds/{id}", _trail_page("build"))
-    app.router.add_get("/deploys/{id}", _trail_page("deploy"))
-    from flightlog.web.search_pages import setup_search_pages  # it imports this module
-
-    setup_search_pages(app)  # /search, /tail, /sql
-    app.router.add_get("/context", context_page)
-    app.router.add_get("/hosts", hosts_page)
-    app.router.add_static("/static/", STATIC, append_version=False)
+    add_route(app, "GET", "/", index_page, scope="read")
+    add_route(app, "GET", "/builds/{id}", _trail_page("build"), scope="read")
+    add_route(app, "GET", "/deploys/{id}", _trail_page("deploy"), scope="read")
+    add_route(app, "GET", "/context", context_page, scope="read")
+    add_route(app, "GET", "/hosts", hosts_page, scope="read")
+    add_static(app, "/static/", STATIC, scope="public")

@@ -15,11 +15,12 @@ from urllib.parse import urlencode
 from aiohttp import web
 from flightlog.query import facets, histogram, search, sql_console
 from flightlog.query.params import search_params
-from flightlog.query.querylang import LEVELS
 from flightlog.query.search_api import window_params
 from flightlog.schema.app_state import STORE, tenant_of
 from flightlog.schema.executor import run_in_store_thread
+from flightlog.schema.fields import LEVELS
 from flightlog.schema.refusal import Refusal
+from flightlog.schema.route_table import add_route
 from flightlog.web.pages import _page, render, url_with, with_cursor
 
 SEARCH_PAGE_LINES = 500
@@ -213,7 +214,7 @@ async def sql_page(request: web.Request) -> web.StreamResponse:
 
 
 def setup_search_pages(app: web.Application) -> None:
-    app.router.add_get("/search", search_page)
-    app.router.add_get("/tail", tail_page)
-    app.router.add_get("/sql", sql_page)
-    app.router.add_post("/sql", sql_page)
+    add_route(app, "GET", "/search", search_page, scope="read")
+    add_route(app, "GET", "/tail", tail_page, scope="read")
+    add_route(app, "GET", "/sql", sql_page, scope="read")
+    add_route(app, "POST", "/sql", sql_page, scope="read")

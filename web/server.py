@@ -11,12 +11,19 @@ import warnings
 from collections.abc import AsyncIterator, Iterable
 
 from aiohttp import web
+from flightlog.ingest.routes import setup_ingest
+from flightlog.query.api import setup_query_api
 from flightlog.schema.app_state import EXTRAS, SETTINGS, STORE
 from flightlog.schema.executor import run_in_store_thread
 from flightlog.schema.open import open_store
+from flightlog.schema.route_table import add_route
 from flightlog.schema.settings import Settings
 from flightlog.schema.store import Store, StoreError
+from flightlog.web.auth import auth_middleware, setup_auth
 from flightlog.web.errors import error_middleware
+from flightlog.web.pages import setup_pages
+from flightlog.web.search_pages import setup_search_pages
+from flightlog.web.security_headers import setup_security_headers
 
 ALL_ROLES = frozenset({"ingest", "query"})
 
@@ -30,9 +37,6 @@ def create_app(
     unknown = roles - ALL_ROLES
     if unknown:
         raise ValueError(f"unknown roles {sorted(unknown)}; choose from {sorted(ALL_ROLES)}")
-    from flightlog.web.auth import auth_middleware, setup_auth
-    from flightlog.web.security_headers import setup_security_headers
-
     app = FlightlogApplication(
         client_max_size=settings.max_body_bytes,
         # errors outermost, so auth's refusals render like every other error
@@ -43,18 +47,14 @@ def create_app(
     app.cleanup_ctx.append(_store_context(store))
     setup_auth(app, with_pages="query" in roles)  # after the store: keys may live in it
     setup_security_headers(app)
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/readyz", readyz)
+    add_route(app, "GET", "/healthz", healthz, scope="public")
+    add_route(app, "GET", "/readyz", readyz, scope="public")
     if "ingest" in roles:
-        from flightlog.ingest.routes import setup_ingest
-
         setup_ingest(app)
     if "query" in roles:
-        from flightlog.query.api import setup_query_api
-        from flightlog.web.pages import setup_pages
-
         setup_query_api(app)
         setup_pages(app)
+        setup_search_pages(app)  # /search, /tail, /sql
     return app
 
 

@@ -14,28 +14,19 @@ from typing import Any
 import orjson
 from flightlog.ingest.chunk import Chunk, LineError, ParseResult
 from flightlog.ingest.insert_sql import (
-    BUILD_KEYS,
-    DEPLOY_KEYS,
+    FIELD_KEYS,
     HOST_KEYS,
     LEVEL_KEYS,
     LEVEL_SYNONYMS,
     MESSAGE_KEYS,
-    REQUEST_KEYS,
     SERVICE_KEYS,
-    SPAN_KEYS,
     TIMESTAMP_KEYS,
-    TRACE_KEYS,
 )
 from flightlog.ingest.limits import Limits
+from flightlog.schema.fields import ID_COLUMNS
 
 # Column → the attribute / label / field names that fill it, most specific first.
-ID_FIELDS: dict[str, tuple[str, ...]] = {
-    "build_id": BUILD_KEYS,
-    "deploy_id": DEPLOY_KEYS,
-    "trace_id": TRACE_KEYS,
-    "span_id": SPAN_KEYS,
-    "request_id": REQUEST_KEYS,
-}
+ID_FIELDS: dict[str, tuple[str, ...]] = {column: FIELD_KEYS[column] for column in ID_COLUMNS}
 ALL_FIELDS: dict[str, tuple[str, ...]] = {
     "ts": TIMESTAMP_KEYS,
     "message": MESSAGE_KEYS,

@@ -18,6 +18,7 @@ import orjson
 from flightlog.ingest.chunk import ParseResult
 from flightlog.ingest.limits import Limits
 from flightlog.ingest.protocols.common import ID_FIELDS, checked_result, level_name, take_fields, text
+from flightlog.schema.fields import LEVELS
 from flightlog.schema.refusal import Refusal
 
 PROTOBUF = "application/x-protobuf"
@@ -29,7 +30,7 @@ RESOURCE_FIELDS: dict[str, tuple[str, ...]] = {
 }
 
 # OTLP severity numbers 1–24 in six bands of four.
-_BANDS = ("trace", "debug", "info", "warn", "error", "fatal")
+_BANDS = LEVELS
 
 
 def severity_level(number: int, severity_text: str) -> str | None:
