@@ -1,4 +1,4 @@
-"""`flightlog keys create|list|revoke`: manage API keys (see flightlog.schema.api_keys for where they live).
+"""`flightlog keys create|list|revoke`: manage API keys (docs/security.md says more).
 
     flightlog keys create --tenant acme --scope ingest --name ci-shipper
     flightlog keys list

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.metadata
 import signal
 import sys
 from collections.abc import Iterable, Sequence
@@ -19,8 +20,17 @@ ROLES = {
 }
 
 
+def installed_version() -> str:
+    """The version pip installed (pyproject.toml's), or "unknown" when run from a bare checkout."""
+    try:
+        return importlib.metadata.version("flightlog")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="flightlog", description="Log aggregation and correlation server.")
+    parser.add_argument("--version", action="version", version=f"flightlog {installed_version()}")
     commands = parser.add_subparsers(dest="command", required=True)
     for name, (_, help_text) in ROLES.items():
         sub = commands.add_parser(name, help=help_text, description=help_text)
