@@ -21,7 +21,6 @@ def _recent_handler(kind: str):
         limit = recent_limit(request.query)
         filters = list_params(request.query)
         body = await run_in_store_thread(
-            request.app,
             lambda: trails.listing(request.app[STORE], tenant_of(request), kind, limit, **filters.as_kwargs()),
         )
         return _json({kinds.KINDS[kind].name + "s": body["items"], "next_cursor": body["next_cursor"]})
@@ -35,7 +34,6 @@ def _summary_handler(kind: str):
     async def handler(request: web.Request) -> web.Response:
         gone_after = request.app[SETTINGS].host_gone_after_s
         body = await run_in_store_thread(
-            request.app,
             lambda: trails.summary(
                 request.app[STORE], tenant_of(request), kind, request.match_info[column], gone_after
             ),
@@ -54,14 +52,12 @@ def _trail_handler(kind: str):
             kwargs = params.as_kwargs()
             del kwargs["expand"], kwargs["expand_cap"]
             raw = await run_in_store_thread(
-                request.app,
                 lambda: trails.trail_json(
                     request.app[STORE], tenant_of(request), kind, request.match_info[column], **kwargs
                 ),
             )
             return web.Response(body=raw, content_type="application/json")
         body = await run_in_store_thread(
-            request.app,
             lambda: trails.trail(
                 request.app[STORE], tenant_of(request), kind, request.match_info[column], **params.as_kwargs()
             ),
@@ -76,7 +72,7 @@ async def context_handler(request: web.Request) -> web.Response:
     before = context.parse_count(request.query.get("before"), "before")
     after = context.parse_count(request.query.get("after"), "after")
     body = await run_in_store_thread(
-        request.app, context.context, request.app[STORE], tenant_of(request), ref, before, after
+        context.context, request.app[STORE], tenant_of(request), ref, before, after
     )
     return _json(body)
 
@@ -84,7 +80,6 @@ async def context_handler(request: web.Request) -> web.Response:
 async def hosts_handler(request: web.Request) -> web.Response:
     services, gone = hosts.parse_filters(request.query)
     body = await run_in_store_thread(
-        request.app,
         lambda: hosts.hosts(
             request.app[STORE], tenant_of(request), request.app[SETTINGS].host_gone_after_s,
             services=services, gone=gone,

@@ -11,7 +11,12 @@ GET  /api/v1/sql/audit?limit=100                    who ran what, newest first
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import asyncio
+import csv
+import io
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
 
 import orjson
 from aiohttp import web
@@ -50,7 +55,7 @@ async def search_handler(request: web.Request) -> web.StreamResponse:
         parsed, since, until = window_params(request.query)
         store, tenant = request.app[STORE], tenant_of(request)
         _, content_type, extension = export.FORMATS[fmt]
-        return await export.stream_response(
+        return await stream_response(
             request,
             lambda: export.export_chunks(store, tenant, parsed, fmt, since_ns=since, until_ns=until),
             content_type,
@@ -58,7 +63,6 @@ async def search_handler(request: web.Request) -> web.StreamResponse:
         )
     params = search_params(request.query)
     body = await run_in_store_thread(
-        request.app,
         lambda: search.search(request.app[STORE], tenant_of(request), params.parsed, **params.as_kwargs()),
     )
     return _json(body)
@@ -68,7 +72,6 @@ async def histogram_handler(request: web.Request) -> web.Response:
     parsed, since, until = window_params(request.query)
     buckets = parse_limit(request.query.get("buckets"), histogram.DEFAULT_BUCKETS, histogram.MAX_BUCKETS, "buckets")
     body = await run_in_store_thread(
-        request.app,
         lambda: histogram.histogram(
             request.app[STORE], tenant_of(request), parsed, since_ns=since, until_ns=until, buckets=buckets
         ),
@@ -81,7 +84,6 @@ async def facets_handler(request: web.Request) -> web.Response:
     field = request.query.get("field") or "service"
     limit = parse_limit(request.query.get("limit"), facets.DEFAULT_FACET_VALUES, facets.MAX_FACET_VALUES)
     body = await run_in_store_thread(
-        request.app,
         lambda: facets.facets(
             request.app[STORE], tenant_of(request), parsed, field, since_ns=since, until_ns=until, limit=limit
         ),
@@ -105,22 +107,21 @@ async def _sql_payload(request: web.Request) -> tuple[str, str]:
 async def sql_handler(request: web.Request) -> web.Response:
     sql, fmt = await _sql_payload(request)
     body = await run_in_store_thread(
-        request.app,
         sql_console.run_audited,
         request.app[STORE],
         tenant_of(request),
-        sql_console.who(request),
+        who(request),
         sql,
     )
     if fmt == "json":
         return _json(body)
-    return sql_console.download(body, fmt)
+    return download(body, fmt)
 
 
 async def sql_audit_handler(request: web.Request) -> web.Response:
     limit = parse_limit(request.query.get("limit"), sql_console.AUDIT_DEFAULT_LIMIT, sql_console.AUDIT_MAX_LIMIT)
     entries = await run_in_store_thread(
-        request.app, sql_console.audit_entries, request.app[STORE], tenant_of(request), limit
+        sql_console.audit_entries, request.app[STORE], tenant_of(request), limit
     )
     return _json({"entries": entries})
 
@@ -133,3 +134,96 @@ def setup_search_api(app: web.Application) -> None:
     add_route(app, "POST", "/api/v1/sql", sql_handler, scope="read")
     add_route(app, "GET", "/api/v1/sql/audit", sql_audit_handler, scope="read")
     tail_api.setup_tail(app)
+
+
+async def stream_response(
+    request: web.Request, make_chunks: Callable[[], Iterator[bytes]], content_type: str, filename: str
+) -> web.StreamResponse:
+    """Run `make_chunks` in its own thread and stream what it yields, at most a few blocks ahead."""
+    if not export._exports.acquire(blocking=False):
+        raise Refusal(503, f"export: {export.MAX_CONCURRENT_EXPORTS} exports are running; try again shortly")
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[Any] = asyncio.Queue()
+    window = threading.Semaphore(export.BLOCKS_IN_FLIGHT)
+    stop = threading.Event()
+    end = object()
+
+    def produce() -> None:
+        try:
+            chunks = make_chunks()
+            try:
+                for chunk in chunks:
+                    while not window.acquire(timeout=0.5):
+                        if stop.is_set():
+                            return
+                    if stop.is_set():
+                        return
+                    loop.call_soon_threadsafe(queue.put_nowait, chunk)
+            finally:
+                close = getattr(chunks, "close", None)
+                if close:
+                    close()
+        except Exception as exc:  # handed to the handler, which decides what the client sees
+            loop.call_soon_threadsafe(queue.put_nowait, exc)
+        finally:
+            loop.call_soon_threadsafe(queue.put_nowait, end)
+            export._exports.release()
+
+    threading.Thread(target=produce, name="export", daemon=True).start()
+    try:
+        first = await queue.get()
+        if isinstance(first, Exception):
+            raise Refusal(400, f"export: {first}")
+        response = web.StreamResponse(
+            headers={
+                "Content-Type": content_type,
+                "Content-Disposition": f'attachment; filename="{filename}"',
+                "Cache-Control": "no-store",
+            }
+        )
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        item = first
+        while item is not end:
+            if isinstance(item, Exception):
+                # Headers are gone; ending without the last chunk tells the client it is cut.
+                raise ConnectionAbortedError(f"export failed midway: {item}")
+            window.release()
+            await response.write(item)
+            item = await queue.get()
+        await response.write_eof()
+        return response
+    finally:
+        stop.set()
+
+
+def who(request: web.Request) -> str:
+    """The caller as the audit names it: the API key (name and id), else the open server's peer."""
+    key = request.get("key")
+    if key is not None:
+        return f"key {getattr(key, 'name', '')} ({getattr(key, 'id', '')})".strip()
+    return f"open ({request.remote or 'unknown'})"
+
+
+def download(body: dict[str, Any], fmt: str) -> web.Response:
+    """A console answer as a CSV or NDJSON file (the rows it holds; `truncated` in a header)."""
+    headers = {"X-Flightlog-Truncated": "true" if body["truncated"] else "false", "Cache-Control": "no-store"}
+    if fmt == "csv":
+        out = io.StringIO()
+        writer = csv.writer(out, lineterminator="\r\n")
+        writer.writerow(body["columns"])
+        for row in body["rows"]:
+            writer.writerow([_csv_cell(v) for v in row])
+        data, content_type = out.getvalue().encode(), "text/csv; charset=utf-8"
+    else:
+        columns = body["columns"]
+        data = b"".join(orjson.dumps(dict(zip(columns, row))) + b"\n" for row in body["rows"])
+        content_type = "application/x-ndjson"
+    headers["Content-Disposition"] = f'attachment; filename="flightlog-sql.{fmt}"'
+    return web.Response(body=data, headers=headers, content_type=content_type.split(";")[0], charset="utf-8")
+
+
+def _csv_cell(value: Any) -> Any:
+    if isinstance(value, (dict, list)):
+        return orjson.dumps(value).decode()
+    return value

@@ -22,16 +22,12 @@
 from __future__ import annotations
 
 import base64
-import csv
-import io
 import re
 import threading
 import time
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
-from aiohttp import web
 from flightlog.schema.refusal import Refusal
 from flightlog.schema.store import Store, StoreError, sql_literal
 
@@ -239,14 +235,6 @@ def run_console_sql(store: Store, tenant: str, sql: str, outcome: Outcome | None
     }
 
 
-def who(request: web.Request) -> str:
-    """The caller as the audit names it: the API key (name and id), else the open server's peer."""
-    key = request.get("key")
-    if key is not None:
-        return f"key {getattr(key, 'name', '')} ({getattr(key, 'id', '')})".strip()
-    return f"open ({request.remote or 'unknown'})"
-
-
 def run_audited(store: Store, tenant: str, caller: str, sql: str) -> dict[str, Any]:
     """run_console_sql, with an audit record of the statement whatever happens to it."""
     outcome = Outcome()
@@ -301,30 +289,6 @@ def audit_entries(store: Store, tenant: str, limit: int = AUDIT_DEFAULT_LIMIT) -
         }
         for at, who_, sql, outcome, error, rows, ms, truncated in result.rows
     ]
-
-
-def download(body: dict[str, Any], fmt: str) -> web.Response:
-    """A console answer as a CSV or NDJSON file (the rows it holds; `truncated` in a header)."""
-    headers = {"X-Flightlog-Truncated": "true" if body["truncated"] else "false", "Cache-Control": "no-store"}
-    if fmt == "csv":
-        out = io.StringIO()
-        writer = csv.writer(out, lineterminator="\r\n")
-        writer.writerow(body["columns"])
-        for row in body["rows"]:
-            writer.writerow([_csv_cell(v) for v in row])
-        data, content_type = out.getvalue().encode(), "text/csv; charset=utf-8"
-    else:
-        columns = body["columns"]
-        data = b"".join(orjson.dumps(dict(zip(columns, row))) + b"\n" for row in body["rows"])
-        content_type = "application/x-ndjson"
-    headers["Content-Disposition"] = f'attachment; filename="flightlog-sql.{fmt}"'
-    return web.Response(body=data, headers=headers, content_type=content_type.split(";")[0], charset="utf-8")
-
-
-def _csv_cell(value: Any) -> Any:
-    if isinstance(value, (dict, list)):
-        return orjson.dumps(value).decode()
-    return value
 
 
 _EXPLAIN = re.compile(

@@ -173,12 +173,7 @@ class TailHub:
 
     def _runner(self):
         if self.app is not None:
-            app = self.app
-
-            async def run(fn, *args):
-                return await run_in_store_thread(app, fn, *args)
-
-            return run
+            return run_in_store_thread
 
         async def run_default(fn, *args):
             return await asyncio.get_running_loop().run_in_executor(None, lambda: fn(*args))

@@ -63,7 +63,7 @@ async def tail_handler(request: web.Request) -> web.StreamResponse:
         sent: set[tuple[int, int]] = set()
         if resume is not None:
             rows = await run_in_store_thread(
-                request.app, resume_rows, request.app[STORE], tenant, parsed, resume, time.time_ns()
+                resume_rows, request.app[STORE], tenant, parsed, resume, time.time_ns()
             )
             for row in rows:
                 ref = (int(row[2]), int(row[3]))

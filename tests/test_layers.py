@@ -130,3 +130,22 @@ def test_a_function_level_import_counts(tmp_path):
     module = tmp_path / "late.py"
     module.write_text("def f():\n    from flightlog.web import pages\n")
     assert imports_of("flightlog.schema.late", module, {"flightlog.web.pages"}) == {"flightlog.web.pages"}
+
+
+HTTP_MODULES = {"flightlog.query.api", "flightlog.query.search_api", "flightlog.query.tail_api"}
+
+
+def test_query_functions_and_protocol_parsers_import_no_aiohttp():
+    """Plain functions return data and raise Refusal; only the HTTP modules speak aiohttp, so the
+    same function serves a page, the API, an alert rule or a chat command."""
+    speaking = []
+    for name, path in all_modules().items():
+        if not (name.startswith("flightlog.query") or name.startswith("flightlog.ingest.protocols")):
+            continue
+        tree = ast.parse(path.read_text(), str(path))
+        for node in ast.walk(tree):
+            modules = [a.name for a in node.names] if isinstance(node, ast.Import) else (
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            if any(m.split(".")[0] == "aiohttp" for m in modules) and name not in HTTP_MODULES:
+                speaking.append(name)
+    assert speaking == []

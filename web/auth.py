@@ -228,7 +228,7 @@ async def _authorise(request: web.Request, handler, auth: Auth):
         if scope is not None and not auth.open_allowed:
             return _denied(request, 401, "this server has no API keys and is not on loopback: create a key with "
                                          "`flightlog keys create`")
-        return await _run(request, handler, auth, None)
+        return await _run(request, handler, None)
     key: ApiKey | None = None
     if text is not None:
         key = auth.ring.lookup(text)
@@ -252,10 +252,10 @@ async def _authorise(request: web.Request, handler, auth: Auth):
         return _denied(request, 401, f"an API key with scope {scope} is required: send Authorization: Bearer <key>")
     if not key.allows(scope):
         return _denied(request, 403, f"key {key.id} has scope {key.scope}; this needs scope {scope}")
-    return await _run(request, handler, auth, key)
+    return await _run(request, handler, key)
 
 
-async def _run(request: web.Request, handler, auth: Auth, key: ApiKey | None):
+async def _run(request: web.Request, handler, key: ApiKey | None):
     await _read_small_body(request)
     if key is not None:
         request["key"] = key

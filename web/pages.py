@@ -126,7 +126,7 @@ async def index_page(request: web.Request) -> web.Response:
             trails.listing(store, tenant, "deploy", RECENT_ON_INDEX)["items"],
         )
 
-    builds, deploys = await run_in_store_thread(request.app, load)
+    builds, deploys = await run_in_store_thread(load)
     return render(request, "index.html", builds=builds, deploys=deploys, kinds=kinds.KINDS, title="Builds & deploys")
 
 
@@ -161,7 +161,7 @@ def _trail_page(kind: str):
                 timeline.error_ticks(store, tenant, kind, entity_id),
             )
 
-        summary, trail, ticks = await run_in_store_thread(request.app, load)
+        summary, trail, ticks = await run_in_store_thread(load)
         filters = [("service", v) for v in params.services] + [("host", v) for v in params.hosts]
         filters += [("level", v) for v in params.levels]
         base_url = url_with(request, at=None)
@@ -209,7 +209,7 @@ async def context_page(request: web.Request) -> web.Response:
     before = context.parse_count(request.query.get("before"), "before")
     after = context.parse_count(request.query.get("after"), "after")
     body = await run_in_store_thread(
-        request.app, context.context, request.app[STORE], tenant_of(request), ref, before, after
+        context.context, request.app[STORE], tenant_of(request), ref, before, after
     )
     line = body["line"]
     trails_of = [
@@ -235,7 +235,6 @@ async def context_page(request: web.Request) -> web.Response:
 async def hosts_page(request: web.Request) -> web.Response:
     services, gone = hosts.parse_filters(request.query)
     body = await run_in_store_thread(
-        request.app,
         lambda: hosts.hosts(
             request.app[STORE], tenant_of(request), request.app[SETTINGS].host_gone_after_s,
             services=services, gone=gone,

@@ -13,7 +13,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from aiohttp import web
-from flightlog.query import facets, histogram, search, sql_console
+from flightlog.query import facets, histogram, search, search_api, sql_console
 from flightlog.query.params import search_params
 from flightlog.query.search_api import window_params
 from flightlog.schema.app_state import STORE, tenant_of
@@ -116,12 +116,11 @@ async def search_page(request: web.Request) -> web.Response:
         return lambda: facets.facets(store, tenant, params.parsed, field, **window, limit=8)
 
     result, hist, *facet_results = await asyncio.gather(
-        run_in_store_thread(request.app, lambda: search.search(store, tenant, params.parsed, **params.as_kwargs())),
+        run_in_store_thread(lambda: search.search(store, tenant, params.parsed, **params.as_kwargs())),
         run_in_store_thread(
-            request.app,
             lambda: histogram.histogram(store, tenant, params.parsed, **window, buckets=HISTOGRAM_BUCKETS),
         ),
-        *(run_in_store_thread(request.app, facet(field)) for field in FACET_FIELDS),
+        *(run_in_store_thread(facet(field)) for field in FACET_FIELDS),
     )
     context["lines"] = result["lines"]
     context["window"] = (result["from"], result["to"])
@@ -162,7 +161,7 @@ async def tail_page(request: web.Request) -> web.Response:
         return render(request, "tail.html", status=exc.status, **context)
     store, tenant = request.app[STORE], tenant_of(request)
     result = await run_in_store_thread(
-        request.app, lambda: search.search(store, tenant, parsed, since_ns=since, until_ns=until, limit=TAIL_PAGE_LINES)
+        lambda: search.search(store, tenant, parsed, since_ns=since, until_ns=until, limit=TAIL_PAGE_LINES)
     )
     context["lines"] = list(reversed(result["lines"]))  # oldest first, like a terminal
     context["stream_url"] = "/api/v1/tail?" + urlencode({"q": q})
@@ -202,13 +201,13 @@ async def sql_page(request: web.Request) -> web.StreamResponse:
     store, tenant = request.app[STORE], tenant_of(request)
     try:
         result = await run_in_store_thread(
-            request.app, sql_console.run_audited, store, tenant, sql_console.who(request), sql
+            sql_console.run_audited, store, tenant, search_api.who(request), sql
         )
     except Refusal as exc:
         context["error"] = exc.message
         return render(request, "sql.html", status=exc.status, **context)
     if fmt != "html":
-        return sql_console.download(result, fmt)
+        return search_api.download(result, fmt)
     context["result"] = result
     return render(request, "sql.html", **context)
 

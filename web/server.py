@@ -108,7 +108,7 @@ async def readyz(request: web.Request) -> web.Response:
     if store is None:
         return web.json_response({"status": "starting"}, status=503)
     try:
-        await run_in_store_thread(request.app, store.query, "SELECT 1")
+        await run_in_store_thread(store.query, "SELECT 1")
     except StoreError as exc:
         return web.json_response({"status": "store unavailable", "error": str(exc)}, status=503)
     return web.json_response({"status": "ready", "store": store.kind})

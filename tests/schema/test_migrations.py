@@ -12,7 +12,7 @@ from tests.query.data import make_fleet
 def test_migrations_backfill_lines_that_were_there_before_them(tmp_path):
     store = EmbeddedStore(tmp_path / "data")
     try:
-        values = template_values(store, 30)
+        values = template_values(30)
         store.command(
             "CREATE TABLE schema_migrations (number UInt32, name String, "
             "applied_at DateTime64(3, 'UTC') DEFAULT now64(3)) ENGINE = MergeTree ORDER BY number"
