@@ -14,6 +14,7 @@ import orjson
 class LineError:
     line: int  # 1-based, as the client numbered them
     error: str
+    reason: str = ""  # the metric label (flightlog.ingest.metrics); empty: told from the message
 
     def as_json(self) -> dict[str, Any]:
         return {"line": self.line, "error": self.error}
@@ -35,6 +36,9 @@ class Chunk:
     # Every line is simple (insert_sql.is_simple_line): the engine may read the chunk with its
     # JSON reader instead of the general per-key path. False is always safe.
     simple: bool = False
+    # The request's Idempotency-Key (flightlog.ingest.idempotency), kept in the chunk's WAL
+    # header so a replay still knows the request was stored.
+    idempotency_key: str = ""
 
     @classmethod
     def from_rows(

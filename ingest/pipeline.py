@@ -11,10 +11,11 @@ import asyncio
 from collections.abc import AsyncIterator, Sequence
 
 from aiohttp import web
-from aiohttp.web_exceptions import HTTPRequestEntityTooLarge
+from flightlog.ingest.backpressure import charge_inflated, receive_body, settle_inflated
 from flightlog.ingest.batcher import Batcher, WalFull
 from flightlog.ingest.chunk import Chunk, LineError
-from flightlog.ingest.decompress import decompress, too_large
+from flightlog.ingest.decompress import inflate
+from flightlog.ingest.idempotency import IDEMPOTENCY, key_for_chunk, mark_stored
 from flightlog.ingest.limits import Limits
 from flightlog.ingest.metrics import METRICS
 from flightlog.ingest.ratelimit import charge_lines
@@ -46,6 +47,8 @@ async def batcher_context(app: web.Application) -> AsyncIterator[None]:
     )
     app[METRICS].batcher = batcher
     await batcher.start()
+    for tenant, key, lines in batcher.replayed_keys:
+        app[IDEMPOTENCY].remember_stored(tenant, key, lines)
     app[BATCHER] = batcher
     yield
     await batcher.stop()
@@ -66,17 +69,20 @@ async def read_body(request: web.Request, limits: Limits) -> bytes:
     try:
         # aiohttp has no time limit on a body; a client trickling one in is cut off here
         async with asyncio.timeout(request.app[SETTINGS].body_timeout):
-            raw = await request.read()
+            raw = await receive_body(request, limits.max_body_bytes)
     except TimeoutError:
         raise Refusal(408, "the request body did not arrive in time; send it faster or in smaller batches") from None
-    except HTTPRequestEntityTooLarge:
-        raise too_large(limits.max_body_bytes) from None
+    except Refusal:
+        raise
     except Exception as exc:  # the client went away or sent a broken chunked body
         raise Refusal(400, f"body could not be read: {_first_line(exc)}") from None
     encoding = request.headers.get("Content-Encoding", "")
     if not encoding:
         return raw
-    return decompress(raw, encoding, limits.max_body_bytes)
+    charge_inflated(request, len(raw), limits.max_body_bytes)
+    body = await inflate(raw, encoding, limits.max_body_bytes)
+    settle_inflated(request, len(body))
+    return body
 
 
 def _first_line(exc: Exception) -> str:
@@ -90,11 +96,12 @@ async def deliver(app: web.Application, chunk: Chunk, errors: Sequence[LineError
     more. `errors`, the lines the parser refused, are counted in the metrics."""
     metrics = app[METRICS]
     if errors:
-        metrics.rejected(e.error for e in errors)
+        metrics.rejected(errors)
     if not chunk.count:
         return
     charge_lines(chunk.count)  # the sending key's lines/s limit (flightlog.ingest.ratelimit)
     batcher = app[BATCHER]
+    chunk.idempotency_key = key_for_chunk()
     try:
         await batcher.append(chunk)
     except WalFull:
@@ -108,4 +115,5 @@ async def deliver(app: web.Application, chunk: Chunk, errors: Sequence[LineError
         raise Refusal(
             503, f"the write-ahead log cannot write: {exc.strerror or exc}", reason="wal_write_failed", retry_after=5
         ) from None
+    mark_stored()
     metrics.accepted(chunk.count, len(chunk.lines))

@@ -11,6 +11,7 @@ import time
 
 import orjson
 from aiohttp import web
+from flightlog.ingest.idempotency import idempotent
 from flightlog.ingest.pipeline import LIMITS, deliver, read_body, request_defaults
 from flightlog.ingest.protocols import elastic, loki, otlp
 from flightlog.schema.app_state import tenant_of
@@ -22,14 +23,14 @@ ES_PREFIX = "/es"
 
 def setup_protocols(app: web.Application) -> None:
     """Register the protocol routes; the probes shippers send before data are public."""
-    add_route(app, "POST", "/v1/logs", post_otlp_logs, scope="ingest", budget="ingest")
-    add_route(app, "POST", "/loki/api/v1/push", post_loki_push, scope="ingest", budget="ingest")
+    add_route(app, "POST", "/v1/logs", idempotent(post_otlp_logs), scope="ingest", budget="ingest")
+    add_route(app, "POST", "/loki/api/v1/push", idempotent(post_loki_push), scope="ingest", budget="ingest")
     add_route(app, "GET", "/ready", loki_ready, scope="public")
     add_route(app, "GET", "/loki/api/v1/ready", loki_ready, scope="public")
     for prefix in ("", ES_PREFIX):
         for method in ("POST", "PUT"):
-            add_route(app, method, prefix + "/_bulk", post_es_bulk, scope="ingest", budget="ingest")
-            add_route(app, method, prefix + "/{index}/_bulk", post_es_bulk, scope="ingest", budget="ingest")
+            add_route(app, method, prefix + "/_bulk", idempotent(post_es_bulk), scope="ingest", budget="ingest")
+            add_route(app, method, prefix + "/{index}/_bulk", idempotent(post_es_bulk), scope="ingest", budget="ingest")
         add_route(app, "GET", prefix + "/_license", get_es_license, scope="public")
     add_route(app, "GET", ES_PREFIX, get_es_root, scope="public")
     add_route(app, "GET", ES_PREFIX + "/", get_es_root, scope="public")
@@ -45,7 +46,7 @@ async def post_otlp_logs(request: web.Request) -> web.Response:
     try:
         body = await read_body(request, request.app[LIMITS])
         result = otlp.parse(body, content_type, request.app[LIMITS], tenant_of(request), request_defaults(request))
-        await deliver(request.app, result.chunk)
+        await deliver(request.app, result.chunk, result.errors)
     except Refusal as exc:
         payload, answer_type = otlp.status_body(encoding, exc.status, exc.message)
         return web.Response(body=payload, status=exc.status, content_type=answer_type, headers=exc.headers())
@@ -65,7 +66,7 @@ async def post_loki_push(request: web.Request) -> web.Response:
         result = loki.parse(
             body, request.content_type, request.app[LIMITS], tenant_of(request), request_defaults(request)
         )
-        await deliver(request.app, result.chunk)
+        await deliver(request.app, result.chunk, result.errors)
     except Refusal as exc:
         return web.Response(text=exc.message + "\n", status=exc.status, headers=exc.headers())
     if result.rejected:
@@ -101,7 +102,7 @@ async def post_es_bulk(request: web.Request) -> web.Response:
         result = elastic.parse(
             body, limits, tenant_of(request), request_defaults(request), request.match_info.get("index", "")
         )
-        await deliver(request.app, result.parsed.chunk)
+        await deliver(request.app, result.parsed.chunk, result.parsed.errors)
     except Refusal as exc:
         return _es_json(elastic.error_body(exc.status, exc.message), exc.status, exc.headers())
     return _es_json({"took": elastic.took_ms(started), "errors": result.errors, "items": result.items})

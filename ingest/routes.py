@@ -7,6 +7,7 @@ from collections.abc import Mapping
 import orjson
 from aiohttp import web
 from flightlog.ingest.backpressure import BUDGET, InflightBudget, ingest_middleware
+from flightlog.ingest.idempotency import IDEMPOTENCY, IdempotencyKeys, idempotent
 from flightlog.ingest.limits import MAX_ERRORS_LISTED, Limits
 from flightlog.ingest.metrics import setup_metrics
 from flightlog.ingest.pipeline import LIMITS, batcher_context, deliver, read_body, request_defaults
@@ -25,7 +26,8 @@ def setup_ingest(app: web.Application) -> None:
     app[BUDGET] = InflightBudget(app[SETTINGS].ingest_max_inflight_bytes, app[SETTINGS].max_body_bytes)
     app.middlewares.append(ingest_middleware)
     app.cleanup_ctx.append(batcher_context)
-    add_route(app, "POST", "/api/v1/logs", post_logs, scope="ingest", budget="ingest")
+    app[IDEMPOTENCY] = IdempotencyKeys()
+    add_route(app, "POST", "/api/v1/logs", idempotent(post_logs), scope="ingest", budget="ingest")
     setup_protocols(app)
     app.cleanup_ctx.append(syslog_context)
 

@@ -15,7 +15,6 @@ sorted query, newest slice first. Memory is bounded by a slice, not by the expor
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -38,7 +37,6 @@ EXPORT_SETTINGS: dict[str, Any] = {
     "output_format_json_quote_64bit_integers": 0,
 }
 
-_exports = threading.BoundedSemaphore(MAX_CONCURRENT_EXPORTS)
 
 
 def export_sql(fmt: str) -> str:

@@ -24,10 +24,13 @@ from flightlog.query import export, facets, histogram, search, sql_console, tail
 from flightlog.query.lines import parse_limit
 from flightlog.query.params import search_params
 from flightlog.query.search import ParsedQuery, parse_or_400, resolve_window
-from flightlog.schema.app_state import STORE, tenant_of
-from flightlog.schema.executor import run_in_store_thread
+from flightlog.query.slots import QuerySlots
+from flightlog.query.slots_api import acquire_slot, caller_key, release_from_thread, run_query
+from flightlog.schema.app_state import SETTINGS, STORE, tenant_of
+from flightlog.schema.engine_errors import log_engine_error, public_reason
 from flightlog.schema.refusal import Refusal
 from flightlog.schema.route_table import add_route
+from flightlog.schema.store import StoreError
 
 
 def _json(body) -> web.Response:
@@ -62,7 +65,8 @@ async def search_handler(request: web.Request) -> web.StreamResponse:
             f"flightlog-search.{extension}",
         )
     params = search_params(request.query)
-    body = await run_in_store_thread(
+    body = await run_query(
+        request,
         lambda: search.search(request.app[STORE], tenant_of(request), params.parsed, **params.as_kwargs()),
     )
     return _json(body)
@@ -71,7 +75,8 @@ async def search_handler(request: web.Request) -> web.StreamResponse:
 async def histogram_handler(request: web.Request) -> web.Response:
     parsed, since, until = window_params(request.query)
     buckets = parse_limit(request.query.get("buckets"), histogram.DEFAULT_BUCKETS, histogram.MAX_BUCKETS, "buckets")
-    body = await run_in_store_thread(
+    body = await run_query(
+        request,
         lambda: histogram.histogram(
             request.app[STORE], tenant_of(request), parsed, since_ns=since, until_ns=until, buckets=buckets
         ),
@@ -83,7 +88,8 @@ async def facets_handler(request: web.Request) -> web.Response:
     parsed, since, until = window_params(request.query)
     field = request.query.get("field") or "service"
     limit = parse_limit(request.query.get("limit"), facets.DEFAULT_FACET_VALUES, facets.MAX_FACET_VALUES)
-    body = await run_in_store_thread(
+    body = await run_query(
+        request,
         lambda: facets.facets(
             request.app[STORE], tenant_of(request), parsed, field, since_ns=since, until_ns=until, limit=limit
         ),
@@ -106,12 +112,14 @@ async def _sql_payload(request: web.Request) -> tuple[str, str]:
 
 async def sql_handler(request: web.Request) -> web.Response:
     sql, fmt = await _sql_payload(request)
-    body = await run_in_store_thread(
+    body = await run_query(
+        request,
         sql_console.run_audited,
         request.app[STORE],
         tenant_of(request),
         who(request),
         sql,
+        sql_console.memory_limit(request.app[SETTINGS]),
     )
     if fmt == "json":
         return _json(body)
@@ -120,13 +128,14 @@ async def sql_handler(request: web.Request) -> web.Response:
 
 async def sql_audit_handler(request: web.Request) -> web.Response:
     limit = parse_limit(request.query.get("limit"), sql_console.AUDIT_DEFAULT_LIMIT, sql_console.AUDIT_MAX_LIMIT)
-    entries = await run_in_store_thread(
-        sql_console.audit_entries, request.app[STORE], tenant_of(request), limit
+    entries = await run_query(
+        request, sql_console.audit_entries, request.app[STORE], tenant_of(request), limit
     )
     return _json({"entries": entries})
 
 
 def setup_search_api(app: web.Application) -> None:
+    app[EXPORT_SLOTS] = new_export_slots()
     add_route(app, "GET", "/api/v1/search", search_handler, scope="read")
     add_route(app, "GET", "/api/v1/histogram", histogram_handler, scope="read")
     add_route(app, "GET", "/api/v1/facets", facets_handler, scope="read")
@@ -136,12 +145,19 @@ def setup_search_api(app: web.Application) -> None:
     tail_api.setup_tail(app)
 
 
+EXPORT_SLOTS = web.AppKey("export_slots", QuerySlots)
+
+
 async def stream_response(
     request: web.Request, make_chunks: Callable[[], Iterator[bytes]], content_type: str, filename: str
 ) -> web.StreamResponse:
     """Run `make_chunks` in its own thread and stream what it yields, at most a few blocks ahead."""
-    if not export._exports.acquire(blocking=False):
-        raise Refusal(503, f"export: {export.MAX_CONCURRENT_EXPORTS} exports are running; try again shortly")
+    release_export = await _export_slots(request.app).acquire(tenant_of(request), caller_key(request))
+    try:
+        release_slot = await acquire_slot(request)
+    except BaseException:
+        release_export()
+        raise
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[Any] = asyncio.Queue()
     window = threading.Semaphore(export.BLOCKS_IN_FLIGHT)
@@ -167,13 +183,24 @@ async def stream_response(
             loop.call_soon_threadsafe(queue.put_nowait, exc)
         finally:
             loop.call_soon_threadsafe(queue.put_nowait, end)
-            export._exports.release()
+            release_from_thread(loop, release_slot)
+            release_from_thread(loop, release_export)
 
-    threading.Thread(target=produce, name="export", daemon=True).start()
+    try:
+        threading.Thread(target=produce, name="export", daemon=True).start()
+    except BaseException:
+        release_slot()
+        release_export()
+        raise
     try:
         first = await queue.get()
+        if isinstance(first, Refusal):
+            raise first
+        if isinstance(first, StoreError):
+            log_engine_error("export", first)
+            raise Refusal(400, f"export: the query failed: {public_reason(first)}")
         if isinstance(first, Exception):
-            raise Refusal(400, f"export: {first}")
+            raise first
         response = web.StreamResponse(
             headers={
                 "Content-Type": content_type,
@@ -186,7 +213,8 @@ async def stream_response(
         item = first
         while item is not end:
             if isinstance(item, Exception):
-                # Headers are gone; ending without the last chunk tells the client it is cut.
+                # Headers are gone; ending without the last chunk tells the client it is cut
+                # (the error, which may quote rows, goes to the server log only).
                 raise ConnectionAbortedError(f"export failed midway: {item}")
             window.release()
             await response.write(item)
@@ -195,6 +223,15 @@ async def stream_response(
         return response
     finally:
         stop.set()
+
+
+def new_export_slots() -> QuerySlots:
+    # no wait: an export is long, so a queue behind one would be long too
+    return QuerySlots(export.MAX_CONCURRENT_EXPORTS, max(1, export.MAX_CONCURRENT_EXPORTS // 2), export.MAX_CONCURRENT_EXPORTS, 0, "exports")
+
+
+def _export_slots(app: web.Application) -> QuerySlots:
+    return app.get(EXPORT_SLOTS) or new_export_slots()  # an app without the search API: no sharing
 
 
 def who(request: web.Request) -> str:

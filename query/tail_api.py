@@ -15,9 +15,9 @@ import orjson
 from aiohttp import web
 from flightlog.query.lines import shape_line
 from flightlog.query.search import parse_or_400
+from flightlog.query.slots_api import run_query
 from flightlog.query.tail import _END, RESUME_MAX_LINES, TailHub, event_id, parse_event_id, resume_rows
 from flightlog.schema.app_state import EXTRAS, STORE, tenant_of
-from flightlog.schema.executor import run_in_store_thread
 
 log = logging.getLogger("flightlog.query.tail")
 
@@ -62,8 +62,8 @@ async def tail_handler(request: web.Request) -> web.StreamResponse:
         await response.write(f"retry: {RETRY_MS}\n: flightlog tail\n\n".encode())
         sent: set[tuple[int, int]] = set()
         if resume is not None:
-            rows = await run_in_store_thread(
-                resume_rows, request.app[STORE], tenant, parsed, resume, time.time_ns()
+            rows = await run_query(
+                request, resume_rows, request.app[STORE], tenant, parsed, resume, time.time_ns()
             )
             for row in rows:
                 ref = (int(row[2]), int(row[3]))

@@ -71,8 +71,8 @@ class Settings:
     )
     ingest_max_inflight_bytes: int = Field(
         256 * 1024 * 1024,
-        description="request bodies held in memory at once (estimated); past it ingest "
-        "answers 429",
+        description="request bodies held in memory at once (bytes received, compressed ones at "
+        "their inflated size); past it ingest answers 429",
     )
     inserts_in_flight: int = Field(
         1,
@@ -101,6 +101,25 @@ class Settings:
         "no limit",
     )
     session_hours: int = Field(12, description="hours a UI login lasts")
+    query_slots: int = Field(
+        8,
+        description="store queries (search, trails, SQL, histogram, export, tail …) running at "
+        "once for all tenants; also sizes the query thread pool",
+    )
+    query_slots_per_tenant: int = Field(
+        4,
+        description="of those, how many one tenant may hold (its fair share); past it, and past "
+        "query_slots, a query waits query_slot_wait_ms, then is answered 429 with Retry-After",
+    )
+    query_slots_per_key: int = Field(
+        4, description="how many one API key (or UI login) may hold, within its tenant's share"
+    )
+    query_slot_wait_ms: int = Field(2000, description="how long a query waits for a slot before it is answered 429")
+    sql_max_memory_bytes: int = Field(
+        2 * 1024**3,
+        description="memory one SQL console statement may use, in its check (which evaluates "
+        "scalar subqueries) and in its run",
+    )
     extra: dict[str, Any] = Field(default_factory=dict)
 
     @classmethod
@@ -128,6 +147,13 @@ class Settings:
             raise SettingsError(f"--retention-days must be between 1 and {MAX_RETENTION_DAYS}, got {self.retention_days}")
         if not 0 <= self.port <= 65535:
             raise SettingsError(f"--port must be between 0 and 65535, got {self.port}")
+        for name in ("query_slots", "query_slots_per_tenant", "query_slots_per_key"):
+            if getattr(self, name) < 1:
+                raise SettingsError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+        if self.query_slot_wait_ms < 0:
+            raise SettingsError(f"--query-slot-wait-ms must be 0 or more, got {self.query_slot_wait_ms}")
+        if self.sql_max_memory_bytes < 1024 * 1024:
+            raise SettingsError(f"--sql-max-memory-bytes must be at least 1048576, got {self.sql_max_memory_bytes}")
 
 
 # How a flag's or environment variable's text becomes the setting's value, by declared type.

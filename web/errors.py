@@ -6,6 +6,7 @@ import logging
 from typing import Any
 
 from aiohttp import web
+from flightlog.schema.engine_errors import error_kind
 from flightlog.schema.refusal import Refusal
 from flightlog.schema.store import StoreError
 
@@ -28,8 +29,10 @@ async def error_middleware(request: web.Request, handler):
     except web.HTTPException:
         raise
     except StoreError as exc:
+        # The engine quotes values in its messages (rows of any tenant a query touched): the
+        # client is told the kind of error, the log gets the text.
         log.warning("store error on %s %s: %s", request.method, request.path, exc)
-        return error_response(request, 503, f"the store could not answer: {exc}")
+        return error_response(request, 503, f"the store could not answer ({error_kind(exc)}); the server log has the details")
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
         return error_response(request, 500, "internal error; the server log has the details")

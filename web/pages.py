@@ -11,18 +11,19 @@ import functools
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import urlencode
 
 import jinja2
 from aiohttp import web
 from flightlog.query import context, hosts, kinds, timeline, trails
 from flightlog.query.context import parse_ref
+from flightlog.query.id_paths import ID_PATTERN, id_from_segment, id_segment
 from flightlog.query.lines import Cursor
 from flightlog.query.params import trail_params
 from flightlog.query.search import FIELDS
+from flightlog.query.slots_api import run_query
 from flightlog.query.timefmt import format_ns, parse_ns
 from flightlog.schema.app_state import SETTINGS, STORE, tenant_of
-from flightlog.schema.executor import run_in_store_thread
 from flightlog.schema.refusal import Refusal
 from flightlog.schema.route_table import add_route, add_static
 
@@ -46,7 +47,7 @@ def environment() -> jinja2.Environment:
     env.filters["when"] = when
     env.filters["duration"] = duration
     env.filters["duration_s"] = lambda seconds: duration("1970-01-01T00:00:00Z", format_ns(int(seconds) * 10**9))
-    env.filters["pathpart"] = lambda value: quote(str(value), safe="")
+    env.filters["pathpart"] = id_segment
     env.globals["search_fields"] = FIELDS
     return env
 
@@ -93,7 +94,9 @@ def _page(handler):
         try:
             return await handler(request)
         except Refusal as exc:
-            return render_error(request, exc.status, exc.message)
+            response = render_error(request, exc.status, exc.message)
+            response.headers.update(exc.headers())
+            return response
 
     return wrapped
 
@@ -126,7 +129,7 @@ async def index_page(request: web.Request) -> web.Response:
             trails.listing(store, tenant, "deploy", RECENT_ON_INDEX)["items"],
         )
 
-    builds, deploys = await run_in_store_thread(load)
+    builds, deploys = await run_query(request, load)
     return render(request, "index.html", builds=builds, deploys=deploys, kinds=kinds.KINDS, title="Builds & deploys")
 
 
@@ -138,7 +141,7 @@ def _at_cursor(ref: str) -> Cursor:
 
 def line_url(kind: str, entity_id: str, ref: str) -> str:
     """A deep link to one line of a trail: its page, scrolled to it."""
-    return f"/{kind}s/{quote(entity_id, safe='')}?{urlencode({'at': ref})}#L{ref}"
+    return f"/{kind}s/{id_segment(entity_id)}?{urlencode({'at': ref})}#L{ref}"
 
 
 def _trail_page(kind: str):
@@ -146,7 +149,7 @@ def _trail_page(kind: str):
 
     @_page
     async def handler(request: web.Request) -> web.Response:
-        entity_id = request.match_info["id"]
+        entity_id = id_from_segment(request.match_info["id"])
         params = trail_params(request.query, default_limit=TRAIL_PAGE_LINES)
         at = request.query.get("at") or ""
         if at and params.cursor is None:
@@ -161,7 +164,7 @@ def _trail_page(kind: str):
                 timeline.error_ticks(store, tenant, kind, entity_id),
             )
 
-        summary, trail, ticks = await run_in_store_thread(load)
+        summary, trail, ticks = await run_query(request, load)
         filters = [("service", v) for v in params.services] + [("host", v) for v in params.hosts]
         filters += [("level", v) for v in params.levels]
         base_url = url_with(request, at=None)
@@ -196,7 +199,7 @@ def _trail_page(kind: str):
             first_url=url_with(request, at=None) if params.cursor else None,
             next_url=next_url,
             params=params,
-            api_url=f"/api/v1/{k.name}s/{quote(entity_id, safe='')}/trail"
+            api_url=f"/api/v1/{k.name}s/{id_segment(entity_id)}/trail"
             + (f"?{request.query_string}" if request.query_string else ""),
         )
 
@@ -208,8 +211,8 @@ async def context_page(request: web.Request) -> web.Response:
     ref = request.query.get("ref") or ""
     before = context.parse_count(request.query.get("before"), "before")
     after = context.parse_count(request.query.get("after"), "after")
-    body = await run_in_store_thread(
-        context.context, request.app[STORE], tenant_of(request), ref, before, after
+    body = await run_query(
+        request, context.context, request.app[STORE], tenant_of(request), ref, before, after
     )
     line = body["line"]
     trails_of = [
@@ -234,7 +237,8 @@ async def context_page(request: web.Request) -> web.Response:
 @_page
 async def hosts_page(request: web.Request) -> web.Response:
     services, gone = hosts.parse_filters(request.query)
-    body = await run_in_store_thread(
+    body = await run_query(
+        request,
         lambda: hosts.hosts(
             request.app[STORE], tenant_of(request), request.app[SETTINGS].host_gone_after_s,
             services=services, gone=gone,
@@ -257,10 +261,22 @@ async def hosts_page(request: web.Request) -> web.Response:
     )
 
 
+@_page
+async def quarantine_page(request: web.Request) -> web.Response:
+    from flightlog.query import quarantine
+
+    limit = quarantine.parse_limit(request.query.get("limit"))
+    body = await run_query(
+        request, lambda: quarantine.quarantined(request.app[STORE], tenant_of(request), limit)
+    )
+    return render(request, "quarantine.html", title="Quarantine", total=body["total"], lines=body["lines"])
+
+
 def setup_pages(app: web.Application) -> None:
     add_route(app, "GET", "/", index_page, scope="read")
-    add_route(app, "GET", "/builds/{id}", _trail_page("build"), scope="read")
-    add_route(app, "GET", "/deploys/{id}", _trail_page("deploy"), scope="read")
+    add_route(app, "GET", f"/builds/{{id:{ID_PATTERN}}}", _trail_page("build"), scope="read")
+    add_route(app, "GET", f"/deploys/{{id:{ID_PATTERN}}}", _trail_page("deploy"), scope="read")
     add_route(app, "GET", "/context", context_page, scope="read")
     add_route(app, "GET", "/hosts", hosts_page, scope="read")
+    add_route(app, "GET", "/quarantine", quarantine_page, scope="read")
     add_static(app, "/static/", STATIC, scope="public")

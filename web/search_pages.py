@@ -16,8 +16,8 @@ from aiohttp import web
 from flightlog.query import facets, histogram, search, search_api, sql_console
 from flightlog.query.params import search_params
 from flightlog.query.search_api import window_params
-from flightlog.schema.app_state import STORE, tenant_of
-from flightlog.schema.executor import run_in_store_thread
+from flightlog.query.slots_api import run_query
+from flightlog.schema.app_state import SETTINGS, STORE, tenant_of
 from flightlog.schema.fields import LEVELS
 from flightlog.schema.refusal import Refusal
 from flightlog.schema.route_table import add_route
@@ -116,11 +116,12 @@ async def search_page(request: web.Request) -> web.Response:
         return lambda: facets.facets(store, tenant, params.parsed, field, **window, limit=8)
 
     result, hist, *facet_results = await asyncio.gather(
-        run_in_store_thread(lambda: search.search(store, tenant, params.parsed, **params.as_kwargs())),
-        run_in_store_thread(
+        run_query(request, lambda: search.search(store, tenant, params.parsed, **params.as_kwargs())),
+        run_query(
+            request,
             lambda: histogram.histogram(store, tenant, params.parsed, **window, buckets=HISTOGRAM_BUCKETS),
         ),
-        *(run_in_store_thread(facet(field)) for field in FACET_FIELDS),
+        *(run_query(request, facet(field)) for field in FACET_FIELDS),
     )
     context["lines"] = result["lines"]
     context["window"] = (result["from"], result["to"])
@@ -160,8 +161,8 @@ async def tail_page(request: web.Request) -> web.Response:
         context["position"] = exc.details.get("position")
         return render(request, "tail.html", status=exc.status, **context)
     store, tenant = request.app[STORE], tenant_of(request)
-    result = await run_in_store_thread(
-        lambda: search.search(store, tenant, parsed, since_ns=since, until_ns=until, limit=TAIL_PAGE_LINES)
+    result = await run_query(
+        request, lambda: search.search(store, tenant, parsed, since_ns=since, until_ns=until, limit=TAIL_PAGE_LINES)
     )
     context["lines"] = list(reversed(result["lines"]))  # oldest first, like a terminal
     context["stream_url"] = "/api/v1/tail?" + urlencode({"q": q})
@@ -200,12 +201,15 @@ async def sql_page(request: web.Request) -> web.StreamResponse:
         raise Refusal(400, f"format: {fmt!r} is not one of html, csv, ndjson")
     store, tenant = request.app[STORE], tenant_of(request)
     try:
-        result = await run_in_store_thread(
-            sql_console.run_audited, store, tenant, search_api.who(request), sql
+        result = await run_query(
+            request, sql_console.run_audited, store, tenant, search_api.who(request), sql,
+            sql_console.memory_limit(request.app[SETTINGS]),
         )
     except Refusal as exc:
         context["error"] = exc.message
-        return render(request, "sql.html", status=exc.status, **context)
+        response = render(request, "sql.html", status=exc.status, **context)
+        response.headers.update(exc.headers())
+        return response
     if fmt != "html":
         return search_api.download(result, fmt)
     context["result"] = result

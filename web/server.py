@@ -13,7 +13,8 @@ from collections.abc import AsyncIterator, Iterable
 from aiohttp import web
 from flightlog.ingest.routes import setup_ingest
 from flightlog.query.api import setup_query_api
-from flightlog.schema.app_state import EXTRAS, SETTINGS, STORE
+from flightlog.query.slots_api import setup_query_slots
+from flightlog.schema.app_state import BATCHER, EXTRAS, SETTINGS, STORE
 from flightlog.schema.executor import run_in_store_thread
 from flightlog.schema.open import open_store
 from flightlog.schema.route_table import add_route
@@ -44,6 +45,8 @@ def create_app(
     )
     app[SETTINGS] = settings
     app[EXTRAS] = {"roles": roles}
+    # the query slots and the store's thread pool (shut down after every cleanup context)
+    setup_query_slots(app, settings)
     app.cleanup_ctx.append(_store_context(store))
     setup_auth(app, with_pages="query" in roles)  # after the store: keys may live in it
     setup_security_headers(app)
@@ -111,4 +114,9 @@ async def readyz(request: web.Request) -> web.Response:
         await run_in_store_thread(store.query, "SELECT 1")
     except StoreError as exc:
         return web.json_response({"status": "store unavailable", "error": str(exc)}, status=503)
+    batcher = request.app.get(BATCHER)
+    if batcher is not None and not batcher.wal.writable():
+        # Disk full (or a failed fsync): a request would be answered 503; send it elsewhere.
+        error = batcher.wal.write_error or "a sync of the write-ahead log failed; restart to replay it"
+        return web.json_response({"status": "wal not writable", "error": str(error)}, status=503)
     return web.json_response({"status": "ready", "store": store.kind})
