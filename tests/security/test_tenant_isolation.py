@@ -57,6 +57,7 @@ PROBES = [
     Probe("context of an own line", "/api/v1/context?ref={own_ref}", own=True),
     Probe("hosts", "/api/v1/hosts", own=True),
     Probe("sql audit", "/api/v1/sql/audit"),
+    Probe("quarantine", "/api/v1/quarantine"),
     Probe("page index", "/", html=True),
     Probe("page build", "/builds/build-shared", own=True, html=True),
     Probe("page deploy", "/deploys/deploy-shared", own=True, html=True),
@@ -66,6 +67,7 @@ PROBES = [
     Probe("page hosts", "/hosts", own=True, html=True),
     Probe("page tail", "/tail?q=", html=True),
     Probe("page sql", "/sql", html=True),
+    Probe("page quarantine", "/quarantine", html=True),
 ]
 
 # GET routes that need a read key but hold no tenant's lines (with the reason).
