@@ -14,17 +14,18 @@ from urllib.parse import quote
 
 from aiohttp import web
 from flightlog.query.alerts import silences, state
-from flightlog.query.alerts.api import ALERTS, describe, keep_channels, manages
+from flightlog.query.alerts.api import ALERTS, MANAGE_SCOPE, describe, keep_channels
 from flightlog.query.alerts.evaluate import EvaluationError
 from flightlog.query.alerts.registry import RuleNotFound, RuleReadOnly, StoredRule
 from flightlog.query.alerts.rules import KINDS, RuleError, parse_rule
 from flightlog.query.alerts.scheduler import preview
-from flightlog.query.slots import run_query
-from flightlog.query.sql_console import who
+from flightlog.query.search_api import who
+from flightlog.query.slots_api import run_query
 from flightlog.query.timefmt import now_ns
-from flightlog.web.errors import ApiError
-from flightlog.web.keys import STORE, tenant_of
-from flightlog.web.pages import _page, render
+from flightlog.schema.app_state import STORE, tenant_of
+from flightlog.schema.refusal import Refusal
+from flightlog.schema.route_table import add_route
+from flightlog.web.pages import _page, environment, render
 
 CHART_W, CHART_H, CHART_PAD = 960, 140, 18
 DAY_MS = 24 * 3600 * 1000
@@ -184,7 +185,7 @@ def _stored(request: web.Request, name: str) -> StoredRule:
     try:
         return request.app[ALERTS].registry.get(tenant_of(request), name)
     except RuleNotFound as exc:
-        raise ApiError(404, str(exc)) from None
+        raise Refusal(404, str(exc)) from None
 
 
 @_page
@@ -226,7 +227,6 @@ async def preview_action(request: web.Request) -> web.Response:
                             status=400 if errors else 200)
 
 
-@manages
 @_page
 async def save_action(request: web.Request) -> web.Response:
     form = await request.post()
@@ -248,7 +248,6 @@ async def save_action(request: web.Request) -> web.Response:
     raise web.HTTPSeeOther(rule_url(stored.rule.name))
 
 
-@manages
 @_page
 async def delete_action(request: web.Request) -> web.Response:
     service, tenant = request.app[ALERTS], tenant_of(request)
@@ -256,14 +255,13 @@ async def delete_action(request: web.Request) -> web.Response:
     try:
         await run_query(request, service.registry.delete, tenant, name, who(request))
     except RuleNotFound as exc:
-        raise ApiError(404, str(exc)) from None
+        raise Refusal(404, str(exc)) from None
     except RuleReadOnly as exc:
-        raise ApiError(409, str(exc)) from None
+        raise Refusal(409, str(exc)) from None
     service.evaluator.reschedule(tenant, name)
     raise web.HTTPSeeOther("/alerts")
 
 
-@manages
 @_page
 async def test_action(request: web.Request) -> web.Response:
     stored = _stored(request, request.match_info["name"])
@@ -272,7 +270,6 @@ async def test_action(request: web.Request) -> web.Response:
     return await _rule_page(request, stored, test_results=results, notice=notice)
 
 
-@manages
 @_page
 async def silence_action(request: web.Request) -> web.Response:
     form = await request.post()
@@ -293,7 +290,6 @@ async def silence_action(request: web.Request) -> web.Response:
     return await _rule_page(request, stored, notice=f"Silenced for {data['for']}.")
 
 
-@manages
 @_page
 async def expire_silence_action(request: web.Request) -> web.Response:
     await run_query(request, silences.expire, request.app[STORE], tenant_of(request),
@@ -303,16 +299,16 @@ async def expire_silence_action(request: web.Request) -> web.Response:
 
 
 def setup_alert_pages(app: web.Application) -> None:
-    from flightlog.web.pages import environment
-
     environment().filters["number"] = number
-    r = app.router
-    r.add_get("/alerts", alerts_page)
-    r.add_get("/alerts/new", new_rule_page)
-    r.add_post("/alerts/preview", preview_action)
-    r.add_post("/alerts/rules", save_action)
-    r.add_get("/alerts/rules/{name}", rule_page)
-    r.add_post("/alerts/rules/{name}/delete", delete_action)
-    r.add_post("/alerts/rules/{name}/test", test_action)
-    r.add_post("/alerts/rules/{name}/silence", silence_action)
-    r.add_post("/alerts/silences/{id}/expire", expire_silence_action)
+    for method, path, handler, scope in (
+        ("GET", "/alerts", alerts_page, "read"),
+        ("GET", "/alerts/new", new_rule_page, "read"),
+        ("POST", "/alerts/preview", preview_action, "read"),
+        ("POST", "/alerts/rules", save_action, MANAGE_SCOPE),
+        ("GET", "/alerts/rules/{name}", rule_page, "read"),
+        ("POST", "/alerts/rules/{name}/delete", delete_action, MANAGE_SCOPE),
+        ("POST", "/alerts/rules/{name}/test", test_action, MANAGE_SCOPE),
+        ("POST", "/alerts/rules/{name}/silence", silence_action, MANAGE_SCOPE),
+        ("POST", "/alerts/silences/{id}/expire", expire_silence_action, MANAGE_SCOPE),
+    ):
+        add_route(app, method, path, handler, scope=scope)

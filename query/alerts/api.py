@@ -43,16 +43,17 @@ from flightlog.query.alerts.registry import (
 )
 from flightlog.query.alerts.rules import RuleError, parse_rule
 from flightlog.query.alerts.scheduler import EVALUATIONS_AT_ONCE, Evaluator, preview
-from flightlog.query.slots import run_query
-from flightlog.query.sql_console import who
+from flightlog.query.search_api import who
+from flightlog.query.slots_api import run_query
 from flightlog.query.timefmt import now_ns
+from flightlog.schema.app_state import EXTRAS, SETTINGS, STORE, tenant_of
+from flightlog.schema.refusal import Refusal
+from flightlog.schema.route_table import add_route
 from flightlog.schema.settings import Settings
-from flightlog.web.errors import ApiError
-from flightlog.web.keys import EXTRAS, SETTINGS, STORE, tenant_of
 
 log = logging.getLogger("flightlog.alerts")
 
-MANAGE_SCOPE = "alerts"  # or admin: ApiKey.allows
+MANAGE_SCOPE = "alerts"  # the route table's scope for managing rules and silences (or an admin key)
 VALUES_WINDOW_MS = 24 * 3600 * 1000
 
 
@@ -88,12 +89,6 @@ def load_file_rules(settings: Settings):
     return load_rules_file(settings.rules)
 
 
-def manages(handler):
-    """Mark a handler as needing the `alerts` (or `admin`) scope; auth reads the mark."""
-    handler.flightlog_scope = MANAGE_SCOPE
-    return handler
-
-
 def setup_alerts(app: web.Application) -> None:
     settings = app[SETTINGS]
     if settings.alertmanager_url:
@@ -101,19 +96,8 @@ def setup_alerts(app: web.Application) -> None:
     file_rules = load_file_rules(settings)  # a bad file stops the start, naming the field
     app.cleanup_ctx.append(_alerts_context(file_rules))
     app[EXTRAS].setdefault("metrics", []).append(lambda tenant: alert_metrics.render(app[ALERTS].evaluator, tenant))
-    r = app.router
-    r.add_get("/api/v1/alerts", active_handler)
-    r.add_get("/api/v1/alerts/rules", list_rules_handler)
-    r.add_post("/api/v1/alerts/rules", create_rule_handler)
-    r.add_get("/api/v1/alerts/rules/{name}", get_rule_handler)
-    r.add_put("/api/v1/alerts/rules/{name}", replace_rule_handler)
-    r.add_delete("/api/v1/alerts/rules/{name}", delete_rule_handler)
-    r.add_post("/api/v1/alerts/rules/{name}/test", test_rule_handler)
-    r.add_get("/api/v1/alerts/rules/{name}/values", values_handler)
-    r.add_post("/api/v1/alerts/preview", preview_handler)
-    r.add_get("/api/v1/alerts/silences", list_silences_handler)
-    r.add_post("/api/v1/alerts/silences", create_silence_handler)
-    r.add_delete("/api/v1/alerts/silences/{id}", delete_silence_handler)
+    for method, path, handler, scope in ROUTES:
+        add_route(app, method, path, handler, scope=scope)
 
 
 def _alerts_context(file_rules):
@@ -151,15 +135,15 @@ def _json(body: Any, status: int = 200) -> web.Response:
     return web.Response(body=orjson.dumps(body), status=status, content_type="application/json")
 
 
-def rule_error(exc: RuleError) -> ApiError:
-    return ApiError(400, str(exc), errors=exc.errors)
+def rule_error(exc: RuleError) -> Refusal:
+    return Refusal(400, str(exc), errors=exc.errors)
 
 
 async def _body(request: web.Request) -> Any:
     try:
         return await request.json(loads=orjson.loads)
     except (ValueError, orjson.JSONDecodeError):
-        raise ApiError(400, "body: send a JSON object") from None
+        raise Refusal(400, "body: send a JSON object") from None
 
 
 def keep_channels(data: Any, existing: StoredRule | None) -> Any:
@@ -226,7 +210,7 @@ def _get(service: AlertService, tenant: str, name: str) -> StoredRule:
     try:
         return service.registry.get(tenant, name)
     except RuleNotFound as exc:
-        raise ApiError(404, str(exc)) from None
+        raise Refusal(404, str(exc)) from None
 
 
 # --- rules ------------------------------------------------------------------------------------
@@ -259,7 +243,7 @@ async def _save(request: web.Request, *, create: bool) -> web.Response:
         if isinstance(data, dict):
             data.setdefault("name", name)
             if data["name"] != name:
-                raise ApiError(400, "name: the body's name differs from the URL's; a rule is renamed by creating "
+                raise Refusal(400, "name: the body's name differs from the URL's; a rule is renamed by creating "
                                     "the new one and deleting the old", errors=[{"field": "name", "reason": "differs"}])
         try:
             existing = service.registry.get(tenant, name)
@@ -274,48 +258,44 @@ async def _save(request: web.Request, *, create: bool) -> web.Response:
             request, lambda: service.registry.put(tenant, rule, who(request), create=create)
         )
     except RuleReadOnly as exc:
-        raise ApiError(409, str(exc)) from None
+        raise Refusal(409, str(exc)) from None
     except FileExistsError as exc:
-        raise ApiError(409, str(exc)) from None
+        raise Refusal(409, str(exc)) from None
     except RuleNotFound as exc:
-        raise ApiError(404, str(exc)) from None
+        raise Refusal(404, str(exc)) from None
     except TooManyRules as exc:
-        raise ApiError(400, str(exc)) from None
+        raise Refusal(400, str(exc)) from None
     service.evaluator.reschedule(tenant, rule.name)
     return _json(describe(service, stored), status=201 if create else 200)
 
 
-@manages
 async def create_rule_handler(request: web.Request) -> web.Response:
     return await _save(request, create=True)
 
 
-@manages
 async def replace_rule_handler(request: web.Request) -> web.Response:
     return await _save(request, create=False)
 
 
-@manages
 async def delete_rule_handler(request: web.Request) -> web.Response:
     service, tenant = request.app[ALERTS], tenant_of(request)
     name = request.match_info["name"]
     try:
         await run_query(request, service.registry.delete, tenant, name, who(request))
     except RuleNotFound as exc:
-        raise ApiError(404, str(exc)) from None
+        raise Refusal(404, str(exc)) from None
     except RuleReadOnly as exc:
-        raise ApiError(409, str(exc)) from None
+        raise Refusal(409, str(exc)) from None
     service.evaluator.reschedule(tenant, name)
     return _json({"deleted": name})
 
 
-@manages
 async def test_rule_handler(request: web.Request) -> web.Response:
     service, tenant = request.app[ALERTS], tenant_of(request)
     stored = _get(service, tenant, request.match_info["name"])
     results = await service.evaluator.send_test(stored)
     if not results:
-        raise ApiError(400, "this rule has no channels and no --alertmanager-url is set: nothing to test")
+        raise Refusal(400, "this rule has no channels and no --alertmanager-url is set: nothing to test")
     return _json({"results": results})
 
 
@@ -345,7 +325,7 @@ def _preview(store, tenant, rule):
     try:
         return preview(store, tenant, rule, now_ns())
     except EvaluationError as exc:
-        raise ApiError(400, f"query: {exc}", errors=[{"field": "query", "reason": str(exc)}]) from None
+        raise Refusal(400, f"query: {exc}", errors=[{"field": "query", "reason": str(exc)}]) from None
 
 
 async def active_handler(request: web.Request) -> web.Response:
@@ -363,7 +343,6 @@ async def list_silences_handler(request: web.Request) -> web.Response:
     return _json({"silences": [s.public() for s in found]})
 
 
-@manages
 async def create_silence_handler(request: web.Request) -> web.Response:
     data = await _body(request)
     try:
@@ -377,11 +356,26 @@ async def create_silence_handler(request: web.Request) -> web.Response:
     return _json(silence.public(), status=201)
 
 
-@manages
 async def delete_silence_handler(request: web.Request) -> web.Response:
     silence_id = request.match_info["id"]
     done = await run_query(request, silences.expire, request.app[STORE], tenant_of(request), silence_id)
     if not done:
-        raise ApiError(404, f"no active silence {silence_id!r}")
+        raise Refusal(404, f"no active silence {silence_id!r}")
     request.app[ALERTS].evaluator.reschedule(tenant_of(request), "")
     return _json({"expired": silence_id})
+
+
+ROUTES = (
+    ("GET", "/api/v1/alerts", active_handler, "read"),
+    ("GET", "/api/v1/alerts/rules", list_rules_handler, "read"),
+    ("POST", "/api/v1/alerts/rules", create_rule_handler, MANAGE_SCOPE),
+    ("GET", "/api/v1/alerts/rules/{name}", get_rule_handler, "read"),
+    ("PUT", "/api/v1/alerts/rules/{name}", replace_rule_handler, MANAGE_SCOPE),
+    ("DELETE", "/api/v1/alerts/rules/{name}", delete_rule_handler, MANAGE_SCOPE),
+    ("POST", "/api/v1/alerts/rules/{name}/test", test_rule_handler, MANAGE_SCOPE),
+    ("GET", "/api/v1/alerts/rules/{name}/values", values_handler, "read"),
+    ("POST", "/api/v1/alerts/preview", preview_handler, "read"),  # a read: saves nothing, SQL audited
+    ("GET", "/api/v1/alerts/silences", list_silences_handler, "read"),
+    ("POST", "/api/v1/alerts/silences", create_silence_handler, MANAGE_SCOPE),
+    ("DELETE", "/api/v1/alerts/silences/{id}", delete_silence_handler, MANAGE_SCOPE),
+)

@@ -15,9 +15,10 @@ from urllib.parse import urlencode
 from flightlog.query import search as search_mod
 from flightlog.query import sql_console
 from flightlog.query.alerts.rules import Rule, fingerprint, label_name
+from flightlog.query.kinds import KINDS
 from flightlog.query.search import match_condition, parse_query
 from flightlog.query.timefmt import NS_PER_S, format_ns
-from flightlog.query.trails import KINDS, STATUS_SQL
+from flightlog.query.trails import STATUS_SQL
 from flightlog.schema.store import Store, StoreError
 
 MAX_GROUPS = 1000

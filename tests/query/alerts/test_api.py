@@ -8,7 +8,7 @@ import dataclasses
 
 import pytest
 from flightlog.query.alerts.api import ALERTS
-from flightlog.schema.keys import KeyFile, new_key
+from flightlog.schema.api_keys import KeyFile, new_key
 from flightlog.web.server import create_app
 
 from tests.query.alerts.conftest import lines
