@@ -45,6 +45,7 @@ from flightlog.query.alerts.state import (
     ms_datetime,
 )
 from flightlog.query.timefmt import NS_PER_S
+from flightlog.schema.engine_errors import log_engine_error, public_reason
 from flightlog.schema.store import Store, StoreError
 
 log = logging.getLogger("flightlog.alerts")
@@ -312,7 +313,8 @@ class Evaluator:
         except StoreError as exc:
             # notify anyway: a missed alert costs more than a repeat after a restart
             status.failures += 1
-            status.last_error = f"the state could not be saved: {str(exc)[:300]}"
+            log_engine_error(f"alert rule {tenant}/{rule.name}: saving its state", exc)
+            status.last_error = f"the state could not be saved: {public_reason(exc)}"
         self.states[stored.key] = {c.after.fingerprint: c.after for c in changes if c.after.state in (PENDING, FIRING)}
         self._record_status(stored.key, status)
         await self._notify(stored, changes, seen, now_ms)
