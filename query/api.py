@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import orjson
 from aiohttp import web
-from flightlog.query import context, hosts, trails
+from flightlog.query import build_records, context, hosts, trails
 from flightlog.query.params import list_params, recent_limit, trail_params
 from flightlog.query.search_api import setup_search_api
 from flightlog.web.keys import SETTINGS, STORE, tenant_of
@@ -18,10 +18,10 @@ def _json(body) -> web.Response:
 def _recent_handler(kind: str):
     async def handler(request: web.Request) -> web.Response:
         limit = recent_limit(request.query)
-        filters = list_params(request.query)
+        filters = {**list_params(request.query).as_kwargs(), **build_records.record_filters(request.query)}
         body = await run_in_store_thread(
             request.app,
-            lambda: trails.listing(request.app[STORE], tenant_of(request), kind, limit, **filters.as_kwargs()),
+            lambda: build_records.listing(request.app[STORE], tenant_of(request), kind, limit, **filters),
         )
         return _json({trails.KINDS[kind].name + "s": body["items"], "next_cursor": body["next_cursor"]})
 
@@ -35,7 +35,7 @@ def _summary_handler(kind: str):
         gone_after = request.app[SETTINGS].host_gone_after_s
         body = await run_in_store_thread(
             request.app,
-            lambda: trails.summary(
+            lambda: build_records.summary(
                 request.app[STORE], tenant_of(request), kind, request.match_info[column], gone_after
             ),
         )

@@ -31,9 +31,10 @@ RECENT_MAX_LIMIT = 1000
 RECENT_HOSTS_SHOWN = 100
 HOST_GONE_AFTER_S = 600
 
-# status of a build/deploy: the `status` attribute of its last line when it has one, else failed
-# when any line is error or fatal, else ok. `lv` and `st` are the rolled-up levels and status.
-STATUS_SQL = "if(st != '', st, if(lv['error'] + lv['fatal'] > 0, 'failed', 'ok'))"
+# What the lines say of a build/deploy: failed when any line is error or fatal, else ok. Never a
+# line's generic `status` attribute (an HTTP status as often as not): a status proper comes from CI
+# events or an explicit build.status (flightlog.query.build_records). `lv`: the rolled-up levels.
+STATUS_SQL = "if(lv['error'] + lv['fatal'] > 0, 'failed', 'ok')"
 
 
 @dataclass(frozen=True)
@@ -65,9 +66,7 @@ def _not_found(k: Kind, entity_id: str) -> ApiError:
     return ApiError(404, f"no {k.name} {entity_id!r}: no line carries {k.column}={entity_id}")
 
 
-def status_of(last_status: str, levels: dict[str, int]) -> str:
-    if last_status:
-        return last_status
+def status_of(levels: dict[str, int]) -> str:
     return "failed" if levels.get("error", 0) + levels.get("fatal", 0) else "ok"
 
 
@@ -100,8 +99,7 @@ def summary(
     where = "tenant = {tenant:String} AND kind = {kind:String} AND id = {id:String}"
     result = store.query(
         f"SELECT host, service, toUnixTimestamp64Nano(min(first_ts)), toUnixTimestamp64Nano(max(last_ts)), "
-        f"sum(lines), sumMap(levels), groupUniqArrayArray(others), "
-        f"(SELECT argMaxMerge(last_status) FROM id_hosts WHERE {where}) "
+        f"sum(lines), sumMap(levels), groupUniqArrayArray(others) "
         f"FROM id_hosts WHERE {where} GROUP BY host, service",
         params,
     )
@@ -111,8 +109,7 @@ def summary(
     services: set[str] = set()
     others: set[str] = set()
     pairs = []
-    last_status = result.rows[0][7]
-    for host, service, first, last, n, host_levels, linked, _ in result.rows:
+    for host, service, first, last, n, host_levels, linked in result.rows:
         for level, count in host_levels.items():
             levels[level] = levels.get(level, 0) + int(count)
         services.add(service)
@@ -139,7 +136,7 @@ def summary(
     levels = {lv: levels[lv] for lv in sorted(levels, key=_level_order) if levels[lv]}
     return {
         k.column: entity_id,
-        "status": status_of(last_status, levels),
+        "status": status_of(levels),
         "first_ts": format_ns(min(p[0] for p in pairs)),
         "last_ts": format_ns(max(p[3] for p in pairs)),
         "lines": sum(levels.values()),
@@ -335,14 +332,14 @@ def listing(
     result = store.query(
         f"SELECT id, toUnixTimestamp64Nano(min(first_ts)) AS first_ns, toUnixTimestamp64Nano(max(last_ts)) AS last_ns, "
         f"groupUniqArrayArray(services) AS svcs, groupUniqArrayArray(hosts) AS all_hosts, sum(lines), "
-        f"sumMap(levels) AS lv, groupUniqArrayArray(others), argMaxMerge(last_status) AS st, {STATUS_SQL} AS status "
+        f"sumMap(levels) AS lv, groupUniqArrayArray(others), {STATUS_SQL} AS status "
         f"FROM id_summary WHERE tenant = {{tenant:String}} AND kind = {{kind:String}} GROUP BY id "
         + (f"HAVING {' AND '.join(having)} " if having else "")
         + "ORDER BY last_ns DESC, id LIMIT {limit:UInt32}",
         params,
     )
     items = []
-    for entity_id, first_ns, last_ns, svcs, all_hosts, lines, levels, others, _st, status in result.rows[:limit]:
+    for entity_id, first_ns, last_ns, svcs, all_hosts, lines, levels, others, status in result.rows[:limit]:
         levels = {lv: int(levels[lv]) for lv in sorted(levels, key=_level_order) if int(levels[lv])}
         hosts = sorted(all_hosts)
         items.append(

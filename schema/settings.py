@@ -59,6 +59,15 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("key_requests_per_second", 1000, "requests per second one API key may make (a key can set its own); "
             "0: no limit", int),
     Setting("session_hours", 12, "hours a UI login lasts", int),
+    Setting("github_build_id", "{run_id}", "the build id of a GitHub workflow run: a template over {run_id}, "
+            "{run_number}, {run_attempt}, {repo}, {workflow} (docs/cicd.md)"),
+    Setting("github_deploy_id", "{deployment_id}", "the deploy id of a GitHub deployment: a template over "
+            "{deployment_id}, {repo}, {environment}"),
+    Setting("gitlab_build_id", "{pipeline_id}", "the build id of a GitLab pipeline: a template over {pipeline_id}, "
+            "{pipeline_iid}, {project}, {project_id}"),
+    Setting("gitlab_deploy_id", "{deployment_id}", "the deploy id of a GitLab deployment: a template over "
+            "{deployment_id}, {project}, {environment}"),
+    Setting("deploy_diff_minutes", 15, "a deploy's diff compares this many minutes after it with as many before", int),
 )
 
 
@@ -87,6 +96,11 @@ class Settings:
     key_lines_per_second: int = 500_000
     key_requests_per_second: int = 1000
     session_hours: int = 12
+    github_build_id: str = "{run_id}"
+    github_deploy_id: str = "{deployment_id}"
+    gitlab_build_id: str = "{pipeline_id}"
+    gitlab_deploy_id: str = "{deployment_id}"
+    deploy_diff_minutes: int = 15
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod

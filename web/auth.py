@@ -51,7 +51,9 @@ LOGIN_CSRF_COOKIE = "flightlog_login_csrf"
 CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "X-CSRF-Token"
 TENANT_HEADERS = ("X-Scope-OrgID", "X-Flightlog-Tenant")
-PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/ready", "/loki/api/v1/ready", "/login", "/favicon.ico"})
+# /hooks/*: CI webhooks carry no API key; each is verified by its own signature (flightlog.ingest.cicd)
+PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/ready", "/loki/api/v1/ready", "/login", "/favicon.ico",
+                          "/hooks/github", "/hooks/gitlab"})
 # What Elasticsearch clients and shippers probe before sending: a version document, no data.
 ES_PROBES = frozenset({"/", "/es", "/es/", "/_license", "/es/_license"})
 MAX_SESSIONS = 10_000

@@ -46,9 +46,11 @@ def create_app(
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     if "ingest" in roles:
+        from flightlog.ingest.cicd.http import setup_cicd_ingest
         from flightlog.ingest.routes import setup_ingest
 
         setup_ingest(app)
+        setup_cicd_ingest(app)
     if "query" in roles:
         from flightlog.query.api import setup_query_api
         from flightlog.web.pages import setup_pages
