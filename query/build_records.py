@@ -24,7 +24,7 @@ RECORD_FIELDS = ("repo", "branch", "commit", "author", "pipeline", "url", "envir
 HISTORY_MAX = 500
 # the order of statuses at one instant: a final one is later than running, running than queued
 _RANK = "multiIf(status = 'queued', 0, status = 'running', 1, 2)"
-_ROLLUP = (
+ROLLUP_SQL = (
     "toUnixTimestamp64Nano(min(ts)) AS r_first, toUnixTimestamp64Nano(max(ts)) AS r_last, "
     f"argMaxIf(status, (ts, {_RANK}, received_ts), status != '') AS ci_status, "
     "toUnixTimestamp64Nano(minIf(ts, status = 'running')) AS started_ns, "
@@ -39,7 +39,7 @@ def record(store: Store, tenant: str, kind: str, entity_id: str) -> dict[str, An
     k = kind_of(kind)
     params = {"tenant": tenant, "kind": k.name, "id": entity_id}
     rows = store.query(
-        f"SELECT {_ROLLUP} FROM build_events WHERE {_WHERE} AND id = {{id:String}}", params
+        f"SELECT {ROLLUP_SQL} FROM build_events WHERE {_WHERE} AND id = {{id:String}}", params
     ).dicts()
     if not rows or not rows[0]["r_first"]:
         return None
@@ -88,7 +88,7 @@ def neighbour(
     if k.name == "deploy":
         same += " AND r_environment = {environment:String}"
     result = store.query(
-        f"SELECT id, {_ROLLUP} FROM build_events WHERE {_WHERE} GROUP BY id "
+        f"SELECT id, {ROLLUP_SQL} FROM build_events WHERE {_WHERE} GROUP BY id "
         f"HAVING {same} AND id != {{id:String}} "
         + ("AND ci_status = 'success' " if success_only else "")
         + "AND if(started_ns > 0, started_ns, r_first) <= {started:Int64} "
@@ -179,7 +179,7 @@ def listing(
         "toUnixTimestamp64Nano(max(last_ts)) AS l_last, groupUniqArrayArray(services) AS svcs, "
         "groupUniqArrayArray(hosts) AS all_hosts, sum(lines) AS n, sumMap(levels) AS lv, "
         f"groupUniqArrayArray(others) AS oth FROM id_summary WHERE {_WHERE} GROUP BY id) AS l "
-        f"{join} JOIN (SELECT id, {_ROLLUP} FROM build_events WHERE {_WHERE} GROUP BY id) AS r ON l.id = r.id) "
+        f"{join} JOIN (SELECT id, {ROLLUP_SQL} FROM build_events WHERE {_WHERE} GROUP BY id) AS r ON l.id = r.id) "
         + (f"WHERE {' AND '.join(where)} " if where else "")
         + "ORDER BY last_ns DESC, eid LIMIT {limit:UInt32}",
         params,

@@ -15,10 +15,10 @@ from urllib.parse import quote, urlencode
 
 import jinja2
 from aiohttp import web
-from flightlog.query import build_records, context, hosts, timeline, trails
+from flightlog.query import build_diff, build_records, context, hosts, timeline, trails
 from flightlog.query.context import parse_ref
 from flightlog.query.lines import Cursor
-from flightlog.query.params import trail_params
+from flightlog.query.params import list_params, trail_params
 from flightlog.query.search import FIELDS
 from flightlog.query.timefmt import format_ns, parse_ns
 from flightlog.web.errors import ApiError
@@ -119,10 +119,12 @@ def with_cursor(url: str, cursor: str) -> str:
 @_page
 async def index_page(request: web.Request) -> web.Response:
     store, tenant = request.app[STORE], tenant_of(request)
+    # ?repo=&branch=&pipeline=&status= narrow the builds (the links of /pipelines use them)
+    filters = {**build_records.record_filters(request.query), "statuses": list_params(request.query).statuses}
 
     def load():
         return (
-            build_records.listing(store, tenant, "build", RECENT_ON_INDEX)["items"],
+            build_records.listing(store, tenant, "build", RECENT_ON_INDEX, **filters)["items"],
             build_records.listing(store, tenant, "deploy", RECENT_ON_INDEX)["items"],
         )
 
@@ -156,15 +158,17 @@ def _trail_page(kind: str):
 
         def load():
             summary = build_records.summary(store, tenant, kind, entity_id, gone_after)
+            panel = build_diff.failure_panel(store, tenant, kind, summary, request.app[SETTINGS].deploy_diff_minutes)
             if not summary["lines"]:  # CI told of it; no line carries its id (yet)
-                return summary, {"lines": [], "next_cursor": None}, []
+                return summary, {"lines": [], "next_cursor": None}, [], panel
             return (
                 summary,
                 trails.trail(store, tenant, kind, entity_id, **params.as_kwargs()),
                 timeline.error_ticks(store, tenant, kind, entity_id),
+                panel,
             )
 
-        summary, trail, ticks = await run_in_store_thread(request.app, load)
+        summary, trail, ticks, new_in = await run_in_store_thread(request.app, load)
         filters = [("service", v) for v in params.services] + [("host", v) for v in params.hosts]
         filters += [("level", v) for v in params.levels]
         base_url = url_with(request, at=None)
@@ -192,6 +196,8 @@ def _trail_page(kind: str):
                 summary, ticks, lambda host: url_with(request, at=None, host=host), params.hosts
             ),
             first_error=first_error,
+            new_in=new_in,
+            line_url=line_url,
             gone_after_s=gone_after,
             filters=[(name, value, url_without_value(request, name, value)) for name, value in filters],
             filter_url=lambda name, value: url_with(request, at=None, **{name: value}),

@@ -53,10 +53,14 @@ def create_app(
         setup_cicd_ingest(app)
     if "query" in roles:
         from flightlog.query.api import setup_query_api
+        from flightlog.query.cicd_api import setup_cicd_query
+        from flightlog.web.cicd_pages import setup_cicd_pages
         from flightlog.web.pages import setup_pages
 
         setup_query_api(app)
+        setup_cicd_query(app)
         setup_pages(app)
+        setup_cicd_pages(app)
     return app
 
 
