@@ -6,7 +6,8 @@
 
 Which build a pipeline is: the setting `gitlab_build_id`, a template over `pipeline_id`
 (default), `pipeline_iid`, `project` (path with namespace) and `project_id`; deploys:
-`gitlab_deploy_id` over `deployment_id`, `project`, `environment` (docs/cicd.md). A job event
+`gitlab_deploy_id` over `deployment_id`, `deployable_id` (the deploying job), `project`,
+`environment` (docs/cicd.md). A job event
 carries no `pipeline_iid`, so a template using it stores pipeline events only.
 """
 
@@ -16,6 +17,7 @@ import hmac
 import time
 from collections.abc import Iterable, Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 from flightlog.ingest.cicd.events import CiEvent, EventRefused, clip, parse_ts, render_id
 from flightlog.schema.keys import hash_key
@@ -62,6 +64,15 @@ def _get(obj: Any, *path: str) -> Any:
     return obj
 
 
+def _project_path(payload: Mapping[str, Any]) -> str:
+    """`group/project`: job hooks carry no project object, only the repository's homepage URL."""
+    path = _get(payload, "project", "path_with_namespace")
+    if not path:
+        homepage = _get(payload, "repository", "homepage") or ""
+        path = urlsplit(homepage).path.strip("/") if isinstance(homepage, str) else ""
+    return clip(path or payload.get("project_name") or "")
+
+
 def _ts(*values: Any) -> int:
     for value in values:
         if value:
@@ -83,7 +94,7 @@ def parse(
     if not isinstance(payload, Mapping):
         raise EventRefused(400, "the payload must be a JSON object")
     key = {"event_key": f"gitlab:{delivery}"} if delivery else {}
-    project = _get(payload, "project", "path_with_namespace") or _get(payload, "project_name") or ""
+    project = _project_path(payload)
     project_id = _get(payload, "project", "id") or payload.get("project_id")
     user = _get(payload, "user", "username") or _get(payload, "user", "name")
     if hook == "Pipeline Hook":
@@ -113,7 +124,8 @@ def parse(
             url=clip(f"{web_url}/-/pipelines/{payload.get('pipeline_id')}") if web_url else "",
             job=clip(payload.get("build_name")), job_status=STATES.get(state, ""), **key,
         )]
-    values = {"deployment_id": payload.get("deployment_id"), "project": project, "environment": payload.get("environment")}
+    values = {"deployment_id": payload.get("deployment_id"), "deployable_id": payload.get("deployable_id"),
+              "project": project, "environment": payload.get("environment")}
     return [CiEvent(
         kind="deploy", id=render_id(deploy_template, values, "gitlab_deploy_id"),
         ts_ns=_ts(payload.get("status_changed_at")), source="gitlab", event="deployment",
