@@ -33,17 +33,33 @@ ROLLUP_SQL = (
 _WHERE = "tenant = {tenant:String} AND kind = {kind:String}"
 
 
+def rollup(store: Store, tenant: str, kind: str, entity_id: str) -> dict[str, Any] | None:
+    """The record's fields and status without its history (what `neighbour` needs); None when CI
+    never said anything about it."""
+    k = kind_of(kind)
+    rows = store.query(
+        f"SELECT {ROLLUP_SQL} FROM build_events WHERE {_WHERE} AND id = {{id:String}}",
+        {"tenant": tenant, "kind": k.name, "id": entity_id},
+    ).dicts()
+    if not rows or not rows[0]["r_first"]:
+        return None
+    row = rows[0]
+    return {
+        **{f: row[f"r_{f}"] for f in RECORD_FIELDS},
+        "status": row["ci_status"],
+        "started_ts": format_ns(row["started_ns"] or row["r_first"]),
+        "last_event_ts": format_ns(row["r_last"]),
+    }
+
+
 def record(store: Store, tenant: str, kind: str, entity_id: str) -> dict[str, Any] | None:
     """The CI record of one build or deploy, with its status history and jobs; None when CI never
     said anything about it."""
     k = kind_of(kind)
     params = {"tenant": tenant, "kind": k.name, "id": entity_id}
-    rows = store.query(
-        f"SELECT {ROLLUP_SQL} FROM build_events WHERE {_WHERE} AND id = {{id:String}}", params
-    ).dicts()
-    if not rows or not rows[0]["r_first"]:
+    rec = rollup(store, tenant, kind, entity_id)
+    if rec is None:
         return None
-    row = rows[0]
     events = store.query(
         "SELECT toUnixTimestamp64Nano(ts) AS ts_ns, source, event, status, job, job_status, detail "
         f"FROM build_events WHERE {_WHERE} AND id = {{id:String}} "
@@ -60,14 +76,10 @@ def record(store: Store, tenant: str, kind: str, entity_id: str) -> dict[str, An
             job = jobs.setdefault(e["job"], {"name": e["job"], "status": "", "ts": ""})
             if e["job_status"]:
                 job.update(status=e["job_status"], ts=format_ns(e["ts_ns"]))
-    status = row["ci_status"]
     finished = next((h["ts"] for h in reversed(history) if h["status"] in FINAL_STATUSES), None)
     return {
-        **{f: row[f"r_{f}"] for f in RECORD_FIELDS},
-        "status": status,
-        "started_ts": format_ns(row["started_ns"] or row["r_first"]),
-        "finished_ts": finished if status in FINAL_STATUSES else None,
-        "last_event_ts": format_ns(row["r_last"]),
+        **rec,
+        "finished_ts": finished if rec["status"] in FINAL_STATUSES else None,
         "history": history,
         "jobs": list(jobs.values()),
         "detail": next((e["detail"] for e in reversed(events) if e["detail"]), ""),
