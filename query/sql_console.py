@@ -44,6 +44,7 @@ TENANT_TABLES: dict[str, str] = {
     "id_hosts": "tenant",
     "host_ids": "tenant",
     "host_summary": "tenant",
+    "build_events": "tenant",  # CI/CD records (migration 0070); hook_secrets is never readable
 }
 # Kept for callers of the foundation's name; the live list is allowed_tables(store).
 ALLOWED_TABLES = TENANT_TABLES
