@@ -6,7 +6,7 @@ A build and a deploy are the same shape of question over a different id, so each
 Everything here reads the correlation tables of migrations 0020/0021, never scans `logs`:
   trail_lines  (tenant, kind, id, ts, seq) → a trail is one primary-key range read in order;
   id_hosts     per (id, service, host) span, counts by level, linked ids, last line's status;
-  id_summary   the same per id, for the list;
+  id_summary   the same per id, for the list (flightlog.query.build_records.listing);
   host_summary when each host last sent anything (the `gone` mark).
 """
 
@@ -292,77 +292,6 @@ class ListCursor:
             return cls(last_ns, entity_id)
         except (ValueError, TypeError, binascii.Error, orjson.JSONDecodeError):
             raise bad_cursor() from None
-
-
-def listing(
-    store: Store,
-    tenant: str,
-    kind: str,
-    limit: int = RECENT_DEFAULT_LIMIT,
-    *,
-    cursor: ListCursor | None = None,
-    since_ns: int | None = None,
-    until_ns: int | None = None,
-    services: Sequence[str] = (),
-    statuses: Sequence[str] = (),
-) -> dict[str, Any]:
-    """A page of builds (or deploys) active in [since, until], newest last line first.
-
-    `services`: any of them took part; `statuses`: its status is one of them.
-    """
-    k = kind_of(kind)
-    params: dict[str, Any] = {"tenant": tenant, "kind": k.name, "limit": limit + 1}
-    having = []
-    if since_ns is not None:
-        params["since"] = since_ns
-        having.append("last_ns >= {since:Int64}")
-    if until_ns is not None:
-        params["until"] = until_ns
-        having.append("first_ns <= {until:Int64}")
-    if services:
-        params["services"] = list(services)
-        having.append("hasAny(svcs, {services:Array(String)})")
-    if statuses:
-        params["statuses"] = list(statuses)
-        having.append("status IN {statuses:Array(String)}")
-    if cursor is not None:
-        params["c_last"] = cursor.last_ns
-        params["c_id"] = cursor.id
-        having.append("(last_ns < {c_last:Int64} OR (last_ns = {c_last:Int64} AND id > {c_id:String}))")
-    result = store.query(
-        f"SELECT id, toUnixTimestamp64Nano(min(first_ts)) AS first_ns, toUnixTimestamp64Nano(max(last_ts)) AS last_ns, "
-        f"groupUniqArrayArray(services) AS svcs, groupUniqArrayArray(hosts) AS all_hosts, sum(lines), "
-        f"sumMap(levels) AS lv, groupUniqArrayArray(others), {STATUS_SQL} AS status "
-        f"FROM id_summary WHERE tenant = {{tenant:String}} AND kind = {{kind:String}} GROUP BY id "
-        + (f"HAVING {' AND '.join(having)} " if having else "")
-        + "ORDER BY last_ns DESC, id LIMIT {limit:UInt32}",
-        params,
-    )
-    items = []
-    for entity_id, first_ns, last_ns, svcs, all_hosts, lines, levels, others, status in result.rows[:limit]:
-        levels = {lv: int(levels[lv]) for lv in sorted(levels, key=_level_order) if int(levels[lv])}
-        hosts = sorted(all_hosts)
-        items.append(
-            {
-                "id": entity_id,
-                k.column: entity_id,
-                "status": status,
-                "first_ts": format_ns(first_ns),
-                "last_ts": format_ns(last_ns),
-                "services": sorted(svcs),
-                "hosts": hosts[:RECENT_HOSTS_SHOWN],
-                "host_count": len(hosts),
-                "lines": int(lines),
-                "levels": levels,
-                "errors": levels.get("error", 0) + levels.get("fatal", 0),
-                k.other_key: sorted(others),
-            }
-        )
-    next_cursor = None
-    if len(result.rows) > limit and items:
-        last = result.rows[limit - 1]
-        next_cursor = ListCursor(int(last[2]), last[0]).encode()
-    return {"items": items, "next_cursor": next_cursor}
 
 
 def _in_filter(column: str, values: Sequence[str], params: dict[str, Any]) -> str:
