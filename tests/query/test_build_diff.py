@@ -115,7 +115,9 @@ def test_tenants_stay_apart_in_the_diff(store):
     assert diff["new"] == [] and diff["gone"] == [] and diff["lines"] == {"this": 1, "against": 1}
 
 
-def test_a_deploy_diff_compares_the_minutes_after_with_the_minutes_before_per_service(store):
+def seed_deploy(store) -> int:
+    """dep-9 an hour ago on api: 10 lines a minute in api and web for 15 minutes each side, and
+    after it 2 errors a minute of a template api never logged before. Returns its time."""
     at = time.time_ns() - 60 * MINUTE
     store_events(store, "default", [from_api("deploy", "dep-9", {"status": "running", "ts": at / NS,
                                                                   "environment": "production"}, at * 2)])
@@ -131,6 +133,11 @@ def test_a_deploy_diff_compares_the_minutes_after_with_the_minutes_before_per_se
                                        message=f"timeout calling 'payments' after {3000 + i} ms"))
     lines.append(make_line(at - 20 * MINUTE, service="api", message="outside the window"))
     insert(store, lines)
+    return at
+
+
+def test_a_deploy_diff_compares_the_minutes_after_with_the_minutes_before_per_service(store):
+    seed_deploy(store)
     diff = build_diff.deploy_diff(store, "default", "dep-9", 15)
     assert diff["at_from"] == "ci" and not diff["partial"]
     (api,) = diff["services"]  # the deploy's own services only
@@ -143,6 +150,21 @@ def test_a_deploy_diff_compares_the_minutes_after_with_the_minutes_before_per_se
     both = build_diff.deploy_diff(store, "default", "dep-9", 15, services=["api", "web"])
     web = next(s for s in both["services"] if s["service"] == "web")
     assert web["before"]["lines"] == web["after"]["lines"] == 150
+
+
+async def test_a_failed_deploy_page_shows_its_before_and_after_first(aiohttp_client, settings, store):
+    at = seed_deploy(store)
+    client = await aiohttp_client(create_app(settings, roles={"query"}, store=store))
+    html = await (await client.get("/deploys/dep-9", headers={"Accept": "text/html"})).text()
+    assert "New in this deploy" not in html  # running, not failed
+    store_events(store, "default", [from_api("deploy", "dep-9", {"status": "failure", "ts": at / NS + 600}, at * 2)])
+    html = await (await client.get("/deploys/dep-9", headers={"Accept": "text/html"})).text()
+    assert html.index("New in this deploy") < html.index("Timeline")
+    assert "timeout calling &lt;*&gt; after &lt;*&gt; ms" in html and "12.067" in html
+    api = await (await client.get("/api/v1/deploys/dep-9/diff", params={"minutes": "5"})).json()
+    assert api["minutes"] == 5 and api["services"][0]["before"]["lines"] == 50
+    assert (await client.get("/api/v1/deploys/dep-9/diff", params={"minutes": "9999"})).status == 400
+    assert (await client.get("/api/v1/deploys/nope/diff")).status == 404
 
 
 async def test_a_failed_build_page_shows_what_is_new_first(aiohttp_client, settings, store):
