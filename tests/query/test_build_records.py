@@ -102,5 +102,9 @@ async def test_the_build_page_shows_the_record_its_ci_link_and_previous_build(ai
     resp = await client.get("/builds/b1", headers={"Accept": "text/html"})
     assert resp.status == 200
     assert 'href="https://ci.example/b1"' in await resp.text()
+    # a url that is not http(s) is shown, never made a link
+    event(builds, "b4", 40, url="javascript:alert(document.cookie)")
+    html = await (await client.get("/builds/b4", headers={"Accept": "text/html"})).text()
+    assert "javascript:alert(document.cookie)" in html and 'href="javascript:' not in html
     api = await (await client.get("/api/v1/builds", params={"branch": "main", "pipeline": "ci"})).json()
     assert [b["id"] for b in api["builds"]] == ["b3", "b2", "b1"]
