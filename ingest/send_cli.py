@@ -9,8 +9,8 @@ The build ID defaults from CI variables (CI_BUILD_ID, GITHUB_RUN_ID, CI_PIPELINE
 and the host from HOSTNAME. With a build ID, running a command also reports the build's status
 (running, then success or failure by the command's exit status) to /api/v1/builds/{id}/events,
 with the repo, branch, commit and run link GitHub Actions or GitLab CI put in the environment;
-`--build-status` alone reports that status and reads nothing. Lines go in gzip'd batches, retried with backoff on 429 and 5xx (honouring
-Retry-After). Exit status: the command's own when it failed; else 1 when any line could not be
+`--build-status` alone reports that status and reads nothing; with --file, after the file is
+shipped. Lines go in gzip'd batches, retried with backoff on 429 and 5xx (honouring Retry-After). Exit status: the command's own when it failed; else 1 when any line could not be
 delivered; else 0.
 """
 
@@ -147,6 +147,8 @@ def run(args: argparse.Namespace) -> int:
             except OSError as exc:
                 print(f"flightlog send: cannot read {args.file}: {exc.strerror or exc}", file=sys.stderr)
                 return 2
+            if report:
+                exit_status = _report_status(args, args.build_status)
         else:
             _pump(sys.stdin.buffer, shipper, base, tags, sys.stdout.buffer if args.tee else None)
     except KeyboardInterrupt:

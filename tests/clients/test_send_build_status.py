@@ -33,7 +33,7 @@ async def test_a_failing_command_reports_running_then_failure_with_the_ci_fields
     assert [r["message"] for r in await server.rows(build_id)][0] == "3 failed"
 
 
-async def test_a_passing_command_reports_success_and_build_status_alone_reads_no_stdin(server, store):
+async def test_a_passing_command_reports_success_and_build_status_alone_reads_no_stdin(server, store, tmp_path):
     build_id = f"b-{uuid.uuid4().hex[:8]}"
     status, _out, err = await flightlog_send("--url", server.url, "--build-id", build_id, "--", sys.executable,
                                              "-c", "print('ok')")
@@ -44,6 +44,13 @@ async def test_a_passing_command_reports_success_and_build_status_alone_reads_no
     assert status == 0, err.decode()
     assert [h[0] for h in _history(store, build_id)] == ["running", "success", "cancelled"]
     assert "this is not shipped" not in [r["message"] for r in await server.rows(build_id)]
+    log = tmp_path / "build.log"
+    log.write_text("step 9 done\n")
+    status, _out, err = await flightlog_send("--url", server.url, "--build-id", build_id, "--file", str(log),
+                                             "--build-status", "failure")
+    assert status == 0, err.decode()
+    assert [h[0] for h in _history(store, build_id)][-1] == "failure"
+    assert "step 9 done" in [r["message"] for r in await server.rows(build_id)]
 
 
 async def test_build_status_without_a_build_id_or_a_reachable_server_says_so(server):
