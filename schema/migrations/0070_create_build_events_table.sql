@@ -31,7 +31,7 @@ CREATE TABLE IF NOT EXISTS build_events
     job_status  LowCardinality(String),
     detail      String
 )
-ENGINE = MergeTree
+ENGINE = {{merge_tree}}
 PARTITION BY toYYYYMM(received_ts)
 ORDER BY (tenant, kind, id, ts, received_ts)
 TTL toDateTime(received_ts) + INTERVAL {{retention_days}} DAY
@@ -42,6 +42,33 @@ SETTINGS index_granularity = 1024;
 -- deploy. Never the generic `status` attribute: that is an HTTP status as often as not.
 -- Values are read through the same synonyms as the events API (flightlog.ingest.cicd.events
 -- STATUS_SYNONYMS; a test checks both lists agree); anything else is ignored.
+-- Lines stored before this migration: their explicit statuses, once (the view takes the rest;
+-- migrations run before ingest starts, so no line falls between the two). A re-run after a
+-- crash here inserts them again, which the readers' LIMIT 1 BY event_key absorbs.
+INSERT INTO build_events
+SELECT tenant, pair.1 AS kind, pair.2 AS id, ts, observed_ts AS received_ts,
+       concat('line:', toString(toUnixTimestamp64Nano(ts)), '-', toString(seq)) AS event_key,
+       'log' AS source, 'line' AS event, pair.3 AS status,
+       '' AS repo, '' AS branch, '' AS commit, '' AS author, '' AS pipeline, '' AS url,
+       '' AS environment, '' AS version, '' AS job, '' AS job_status, '' AS detail
+FROM logs
+ARRAY JOIN arrayFilter(p -> p.2 != '' AND p.3 != '', [
+    ('build', build_id, transform(lower(trimBoth(coalesce(nullIf(attrs['build.status'], ''), nullIf(attrs['build_status'], ''),
+        nullIf(JSONExtractString(attrs['build'], 'status'), ''), ''))),
+        ['queued', 'pending', 'waiting', 'created', 'running', 'started', 'in_progress', 'success', 'succeeded', 'passed', 'ok',
+         'failure', 'failed', 'error', 'cancelled', 'canceled', 'aborted', 'skipped'],
+        ['queued', 'queued', 'queued', 'queued', 'running', 'running', 'running', 'success', 'success', 'success', 'success',
+         'failure', 'failure', 'failure', 'cancelled', 'cancelled', 'cancelled', 'cancelled'], '')),
+    ('deploy', deploy_id, transform(lower(trimBoth(coalesce(nullIf(attrs['deploy.status'], ''), nullIf(attrs['deploy_status'], ''),
+        nullIf(attrs['deployment.status'], ''), nullIf(JSONExtractString(attrs['deploy'], 'status'), ''),
+        nullIf(JSONExtractString(attrs['deployment'], 'status'), ''), ''))),
+        ['queued', 'pending', 'waiting', 'created', 'running', 'started', 'in_progress', 'success', 'succeeded', 'passed', 'ok',
+         'failure', 'failed', 'error', 'cancelled', 'canceled', 'aborted', 'skipped'],
+        ['queued', 'queued', 'queued', 'queued', 'running', 'running', 'running', 'success', 'success', 'success', 'success',
+         'failure', 'failure', 'failure', 'cancelled', 'cancelled', 'cancelled', 'cancelled'], ''))
+]) AS pair
+WHERE build_id != '' OR deploy_id != '';
+
 CREATE MATERIALIZED VIEW IF NOT EXISTS build_events_from_logs_mv TO build_events AS
 SELECT tenant, pair.1 AS kind, pair.2 AS id, ts, observed_ts AS received_ts,
        concat('line:', toString(toUnixTimestamp64Nano(ts)), '-', toString(seq)) AS event_key,

@@ -9,7 +9,10 @@ from importlib import resources
 import pytest
 from flightlog.ingest.cicd.events import STATUS_SYNONYMS
 from flightlog.schema.keys import KeyFile, new_key
+from flightlog.schema.migrate import apply_migrations
 from flightlog.web.server import create_app
+
+from tests.query.data import insert, make_line
 
 
 @pytest.fixture
@@ -115,6 +118,20 @@ def test_the_migration_reads_log_lines_build_status_through_the_same_synonyms():
     arrays = re.findall(r"\[('[a-z_]+'(?:,\s*'[a-z_]+')+)\]", sql)
     pairs = [(re.findall(r"'([a-z_]+)'", arrays[i]), re.findall(r"'([a-z_]+)'", arrays[i + 1]))
              for i in range(0, len(arrays), 2)]
-    assert len(pairs) == 2  # one for builds, one for deploys
+    assert len(pairs) == 4  # builds and deploys, in the backfill and in the view
     for names, values in pairs:
         assert dict(zip(names, values, strict=True)) == STATUS_SYNONYMS
+
+
+def test_the_migration_backfills_the_statuses_of_lines_stored_before_it(store, settings):
+    insert(store, [make_line(build_id="old", attrs={"build.status": "failed"}),
+                   make_line(build_id="old", attrs={"status": "200"})])
+    # as if 0070 had never run: no view, no events, not recorded
+    store.command("DROP VIEW build_events_from_logs_mv")
+    store.command("TRUNCATE TABLE build_events")
+    store.command("ALTER TABLE schema_migrations DELETE WHERE number = 70 SETTINGS mutations_sync = 1")
+    assert "0070_create_build_events_table.sql" in apply_migrations(store, settings.retention_days)
+    rows = store.query("SELECT id, status, source FROM build_events").rows
+    assert [tuple(r) for r in rows] == [("old", "failure", "log")]
+    insert(store, [make_line(build_id="new", attrs={"build_status": "passed"})])  # and the view is back
+    assert store.query("SELECT status FROM build_events WHERE id = 'new'").rows == [["success"]]
