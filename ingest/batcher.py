@@ -30,6 +30,7 @@ from flightlog.ingest.normalize import (
     select_rows_sql,
 )
 from flightlog.ingest.wal import Segment, Wal, WalFull, segment_kind, segment_number
+from flightlog.schema.publish import PENDING_TABLE, Publisher
 from flightlog.schema.store import Store, StoreError
 
 __all__ = ["Batch", "Batcher", "WalFull", "insert_template"]
@@ -57,11 +58,13 @@ FLAT_KIND = "f"  # segments of simple lines, read by the engine's JSON reader
 
 
 def insert_template(flat: bool = False) -> str:
+    # Into logs_pending: the lines reach `logs` (become searchable) once their trail and
+    # summaries hold them (flightlog.schema.publish).
     if flat:
         source = f"(SELECT * FROM {{source}} WHERE `{HEADER_KEY}` IS NULL)"
-        return "INSERT INTO logs {settings} " + select_rows_sql(source, flat=True)
+        return f"INSERT INTO {PENDING_TABLE} {{settings}} " + select_rows_sql(source, flat=True)
     source = f"(SELECT line FROM {{source}} WHERE NOT startsWith(line, '{_HEADER_SQL}'))"
-    return "INSERT INTO logs {settings} " + select_rows_sql(source)
+    return f"INSERT INTO {PENDING_TABLE} {{settings}} " + select_rows_sql(source)
 
 
 @dataclass(eq=False)
@@ -152,6 +155,7 @@ class Batcher:
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
         self._inserts = ThreadPoolExecutor(max_workers=inserts_in_flight, thread_name_prefix="insert")
+        self._publisher = Publisher(store)
         self._pending = 0
         self._drained = asyncio.Event()
         self._drained.set()
@@ -330,7 +334,8 @@ class Batcher:
         # SQL text (the embedded store binds them on a connection of the calling thread).
         sql, params = self._templates[batch.flat], batch.params()
         if batch.flat:
-            self.store.insert_lines(sql, batch.path, params, {**settings, **FLAT_READ_SETTINGS},
-                                    fmt="JSONEachRow", structure=self._flat_structure)
+            self._publisher.insert(lambda: self.store.insert_lines(
+                sql, batch.path, params, {**settings, **FLAT_READ_SETTINGS},
+                fmt="JSONEachRow", structure=self._flat_structure))
         else:
-            self.store.insert_lines(sql, batch.path, params, settings)
+            self._publisher.insert(lambda: self.store.insert_lines(sql, batch.path, params, settings))

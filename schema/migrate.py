@@ -80,6 +80,7 @@ def apply_migrations(store: Store, retention_days: int) -> list[str]:
 # their rows as long as logs keeps the lines.
 RETAINED = {
     "logs": "ts",
+    "logs_pending": "ts",  # the TTL of logs: moving partitions from it into logs needs the same
     "trail_lines": "ts",
     "id_lines": "ts",
     "id_hosts": "last_ts",
