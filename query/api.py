@@ -7,8 +7,8 @@ from aiohttp import web
 from flightlog.query import build_records, context, hosts, trails
 from flightlog.query.params import list_params, recent_limit, trail_params
 from flightlog.query.search_api import setup_search_api
+from flightlog.query.slots import run_query
 from flightlog.web.keys import SETTINGS, STORE, tenant_of
-from flightlog.web.server import run_in_store_thread
 
 
 def _json(body) -> web.Response:
@@ -19,8 +19,8 @@ def _recent_handler(kind: str):
     async def handler(request: web.Request) -> web.Response:
         limit = recent_limit(request.query)
         filters = {**list_params(request.query).as_kwargs(), **build_records.record_filters(request.query)}
-        body = await run_in_store_thread(
-            request.app,
+        body = await run_query(
+            request,
             lambda: build_records.listing(request.app[STORE], tenant_of(request), kind, limit, **filters),
         )
         return _json({trails.KINDS[kind].name + "s": body["items"], "next_cursor": body["next_cursor"]})
@@ -33,8 +33,8 @@ def _summary_handler(kind: str):
 
     async def handler(request: web.Request) -> web.Response:
         gone_after = request.app[SETTINGS].host_gone_after_s
-        body = await run_in_store_thread(
-            request.app,
+        body = await run_query(
+            request,
             lambda: build_records.summary(
                 request.app[STORE], tenant_of(request), kind, request.match_info[column], gone_after
             ),
@@ -52,15 +52,15 @@ def _trail_handler(kind: str):
         if not params.expand:
             kwargs = params.as_kwargs()
             del kwargs["expand"], kwargs["expand_cap"]
-            raw = await run_in_store_thread(
-                request.app,
+            raw = await run_query(
+                request,
                 lambda: trails.trail_json(
                     request.app[STORE], tenant_of(request), kind, request.match_info[column], **kwargs
                 ),
             )
             return web.Response(body=raw, content_type="application/json")
-        body = await run_in_store_thread(
-            request.app,
+        body = await run_query(
+            request,
             lambda: trails.trail(
                 request.app[STORE], tenant_of(request), kind, request.match_info[column], **params.as_kwargs()
             ),
@@ -74,16 +74,16 @@ async def context_handler(request: web.Request) -> web.Response:
     ref = request.query.get("ref")
     before = context.parse_count(request.query.get("before"), "before")
     after = context.parse_count(request.query.get("after"), "after")
-    body = await run_in_store_thread(
-        request.app, context.context, request.app[STORE], tenant_of(request), ref, before, after
+    body = await run_query(
+        request, context.context, request.app[STORE], tenant_of(request), ref, before, after
     )
     return _json(body)
 
 
 async def hosts_handler(request: web.Request) -> web.Response:
     services, gone = hosts.parse_filters(request.query)
-    body = await run_in_store_thread(
-        request.app,
+    body = await run_query(
+        request,
         lambda: hosts.hosts(
             request.app[STORE], tenant_of(request), request.app[SETTINGS].host_gone_after_s,
             services=services, gone=gone,

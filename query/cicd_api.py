@@ -13,8 +13,8 @@ import orjson
 from aiohttp import web
 from flightlog.query import build_diff
 from flightlog.query.lines import parse_limit
+from flightlog.query.slots import run_query
 from flightlog.web.keys import SETTINGS, STORE, tenant_of
-from flightlog.web.server import run_in_store_thread
 
 
 def _json(body) -> web.Response:
@@ -28,8 +28,8 @@ def _limit(request: web.Request) -> int:
 async def build_diff_handler(request: web.Request) -> web.Response:
     against = request.query.get("against", "previous")
     limit = _limit(request)
-    body = await run_in_store_thread(
-        request.app, build_diff.build_diff, request.app[STORE], tenant_of(request), request.match_info["build_id"],
+    body = await run_query(
+        request, build_diff.build_diff, request.app[STORE], tenant_of(request), request.match_info["build_id"],
         against, limit,
     )
     return _json(body)
@@ -40,8 +40,8 @@ async def deploy_diff_handler(request: web.Request) -> web.Response:
                           build_diff.DEPLOY_MAX_MINUTES, "minutes")
     services = [s for raw in request.query.getall("service", []) for s in raw.split(",") if s]
     limit = _limit(request)
-    body = await run_in_store_thread(
-        request.app,
+    body = await run_query(
+        request,
         lambda: build_diff.deploy_diff(request.app[STORE], tenant_of(request), request.match_info["deploy_id"],
                                        minutes, services, limit),
     )

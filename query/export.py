@@ -22,9 +22,12 @@ from typing import Any
 
 from aiohttp import web
 from flightlog.query.search import ParsedQuery, match_condition
+from flightlog.query.slots import QuerySlots, acquire_slot, caller_key, release_from_thread
 from flightlog.query.timefmt import NS_PER_S
-from flightlog.schema.store import Store
+from flightlog.schema.engine_errors import log_engine_error, public_reason
+from flightlog.schema.store import Store, StoreError
 from flightlog.web.errors import ApiError
+from flightlog.web.keys import tenant_of
 
 FORMATS = {
     "ndjson": ("JSONEachRow", "application/x-ndjson", "ndjson"),
@@ -41,7 +44,10 @@ EXPORT_SETTINGS: dict[str, Any] = {
     "output_format_json_quote_64bit_integers": 0,
 }
 
-_exports = threading.BoundedSemaphore(MAX_CONCURRENT_EXPORTS)
+# Exports hold a query slot each for as long as they stream; on top of that at most
+# MAX_CONCURRENT_EXPORTS run at once, half of them for one tenant, so one tenant's downloads
+# cannot shut the others out.
+EXPORT_SLOTS = web.AppKey("export_slots", QuerySlots)
 
 
 def export_sql(fmt: str) -> str:
@@ -117,8 +123,12 @@ async def stream_response(
     request: web.Request, make_chunks: Callable[[], Iterator[bytes]], content_type: str, filename: str
 ) -> web.StreamResponse:
     """Run `make_chunks` in its own thread and stream what it yields, at most a few blocks ahead."""
-    if not _exports.acquire(blocking=False):
-        raise ApiError(503, f"export: {MAX_CONCURRENT_EXPORTS} exports are running; try again shortly")
+    release_export = await _export_slots(request.app).acquire(tenant_of(request), caller_key(request))
+    try:
+        release_slot = await acquire_slot(request)
+    except BaseException:
+        release_export()
+        raise
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[Any] = asyncio.Queue()
     window = threading.Semaphore(BLOCKS_IN_FLIGHT)
@@ -144,13 +154,24 @@ async def stream_response(
             loop.call_soon_threadsafe(queue.put_nowait, exc)
         finally:
             loop.call_soon_threadsafe(queue.put_nowait, end)
-            _exports.release()
+            release_from_thread(loop, release_slot)
+            release_from_thread(loop, release_export)
 
-    threading.Thread(target=produce, name="export", daemon=True).start()
+    try:
+        threading.Thread(target=produce, name="export", daemon=True).start()
+    except BaseException:
+        release_slot()
+        release_export()
+        raise
     try:
         first = await queue.get()
+        if isinstance(first, ApiError):
+            raise first
+        if isinstance(first, StoreError):
+            log_engine_error("export", first)
+            raise ApiError(400, f"export: the query failed: {public_reason(first)}")
         if isinstance(first, Exception):
-            raise ApiError(400, f"export: {first}")
+            raise first
         response = web.StreamResponse(
             headers={
                 "Content-Type": content_type,
@@ -163,7 +184,8 @@ async def stream_response(
         item = first
         while item is not end:
             if isinstance(item, Exception):
-                # Headers are gone; ending without the last chunk tells the client it is cut.
+                # Headers are gone; ending without the last chunk tells the client it is cut
+                # (the error, which may quote rows, goes to the server log only).
                 raise ConnectionAbortedError(f"export failed midway: {item}")
             window.release()
             await response.write(item)
@@ -172,3 +194,12 @@ async def stream_response(
         return response
     finally:
         stop.set()
+
+
+def new_export_slots() -> QuerySlots:
+    # no wait: an export is long, so a queue behind one would be long too
+    return QuerySlots(MAX_CONCURRENT_EXPORTS, max(1, MAX_CONCURRENT_EXPORTS // 2), MAX_CONCURRENT_EXPORTS, 0, "exports")
+
+
+def _export_slots(app: web.Application) -> QuerySlots:
+    return app.get(EXPORT_SLOTS) or new_export_slots()  # an app without the search API: no sharing

@@ -19,9 +19,9 @@ from flightlog.query import export, facets, histogram, search, sql_console, tail
 from flightlog.query.lines import parse_limit
 from flightlog.query.params import search_params
 from flightlog.query.search import ParsedQuery, parse_or_400, resolve_window
+from flightlog.query.slots import run_query
 from flightlog.web.errors import ApiError
-from flightlog.web.keys import STORE, tenant_of
-from flightlog.web.server import run_in_store_thread
+from flightlog.web.keys import SETTINGS, STORE, tenant_of
 
 
 def _json(body) -> web.Response:
@@ -56,8 +56,8 @@ async def search_handler(request: web.Request) -> web.StreamResponse:
             f"flightlog-search.{extension}",
         )
     params = search_params(request.query)
-    body = await run_in_store_thread(
-        request.app,
+    body = await run_query(
+        request,
         lambda: search.search(request.app[STORE], tenant_of(request), params.parsed, **params.as_kwargs()),
     )
     return _json(body)
@@ -66,8 +66,8 @@ async def search_handler(request: web.Request) -> web.StreamResponse:
 async def histogram_handler(request: web.Request) -> web.Response:
     parsed, since, until = window_params(request.query)
     buckets = parse_limit(request.query.get("buckets"), histogram.DEFAULT_BUCKETS, histogram.MAX_BUCKETS, "buckets")
-    body = await run_in_store_thread(
-        request.app,
+    body = await run_query(
+        request,
         lambda: histogram.histogram(
             request.app[STORE], tenant_of(request), parsed, since_ns=since, until_ns=until, buckets=buckets
         ),
@@ -79,8 +79,8 @@ async def facets_handler(request: web.Request) -> web.Response:
     parsed, since, until = window_params(request.query)
     field = request.query.get("field") or "service"
     limit = parse_limit(request.query.get("limit"), facets.DEFAULT_FACET_VALUES, facets.MAX_FACET_VALUES)
-    body = await run_in_store_thread(
-        request.app,
+    body = await run_query(
+        request,
         lambda: facets.facets(
             request.app[STORE], tenant_of(request), parsed, field, since_ns=since, until_ns=until, limit=limit
         ),
@@ -103,13 +103,14 @@ async def _sql_payload(request: web.Request) -> tuple[str, str]:
 
 async def sql_handler(request: web.Request) -> web.Response:
     sql, fmt = await _sql_payload(request)
-    body = await run_in_store_thread(
-        request.app,
+    body = await run_query(
+        request,
         sql_console.run_audited,
         request.app[STORE],
         tenant_of(request),
         sql_console.who(request),
         sql,
+        sql_console.memory_limit(request.app[SETTINGS]),
     )
     if fmt == "json":
         return _json(body)
@@ -118,13 +119,14 @@ async def sql_handler(request: web.Request) -> web.Response:
 
 async def sql_audit_handler(request: web.Request) -> web.Response:
     limit = parse_limit(request.query.get("limit"), sql_console.AUDIT_DEFAULT_LIMIT, sql_console.AUDIT_MAX_LIMIT)
-    entries = await run_in_store_thread(
-        request.app, sql_console.audit_entries, request.app[STORE], tenant_of(request), limit
+    entries = await run_query(
+        request, sql_console.audit_entries, request.app[STORE], tenant_of(request), limit
     )
     return _json({"entries": entries})
 
 
 def setup_search_api(app: web.Application) -> None:
+    app[export.EXPORT_SLOTS] = export.new_export_slots()
     app.router.add_get("/api/v1/search", search_handler)
     app.router.add_get("/api/v1/histogram", histogram_handler)
     app.router.add_get("/api/v1/facets", facets_handler)

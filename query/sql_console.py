@@ -11,12 +11,21 @@
    generate_series, values), no functions that reach outside (file, url, dictionaries …).
 4. `EXPLAIN QUERY TREE` (CTEs, views and subqueries resolved): every table read is on the
    allowlist — flightlog's tenant tables that exist, and a few harmless system tables.
+   Resolving the tree *evaluates scalar subqueries* (`(SELECT groupArray(message) FROM logs)`
+   is run and folded into a constant), so this step reads data: it runs under the same tenant
+   filter, memory and time limits as step 5 (all but the result-size cut, which would hide the
+   end of the tree from the check).
 5. It runs with `readonly=1` last in the settings (nothing after it can change a setting), a
    time limit, result row and byte limits (`truncated: true` when the rows were cut), a memory
    limit, and `additional_table_filters` confining every allowlisted table to the caller's
    tenant.
-6. Every statement sent — run, refused or failed — is recorded in `sql_audit` (who, when, the
-   SQL, rows, milliseconds, outcome). If the record cannot be written, the answer is withheld.
+6. The engine quotes values in its errors, and prints a failing expression with its scalar
+   subqueries folded in, so an error from a step that touches data (4 and 5) is told by its
+   kind and code only (flightlog.schema.engine_errors); the whole text goes to the server log.
+   Errors of steps 1-3 only parse, and quote nothing but the caller's own SQL.
+7. Every statement sent — run, refused or failed — is recorded in `sql_audit` (who, when, the
+   SQL, rows, milliseconds, outcome, the error as the caller saw it). If the record cannot be
+   written, the answer is withheld.
 """
 
 from __future__ import annotations
@@ -32,6 +41,8 @@ from typing import Any
 
 import orjson
 from aiohttp import web
+from flightlog.schema.engine_errors import error_code, error_kind, log_engine_error, public_reason
+from flightlog.schema.settings import Settings
 from flightlog.schema.store import Store, StoreError, sql_literal
 from flightlog.web.errors import ApiError
 
@@ -139,7 +150,8 @@ DENIED_FUNCTIONS = frozenset(
 # Every dictionary function (dictGet, dictGetString, dictHas, dictGetHierarchy …).
 DENIED_FUNCTION_PREFIXES = ("dict",)
 
-# EXPLAIN in a subquery is refused under readonly=1; readonly=2 still forbids every write.
+# For EXPLAIN AST only, which parses and reads nothing. EXPLAIN in a subquery is refused
+# under readonly=1; readonly=2 still forbids every write.
 EXPLAIN_SETTINGS: dict[str, Any] = {"max_execution_time": MAX_EXECUTION_SECONDS, "readonly": 2}
 
 _AST_LINE = re.compile(r"^( *)(\S+)(?: (.*?))?(?: \(children \d+\))?$")
@@ -155,6 +167,10 @@ class AstNode:
 class InvalidSql(ApiError):
     """The engine could not make sense of the statement (syntax, unknown column …): it failed,
     as opposed to being refused by the console's rules."""
+
+
+class SqlTimedOut(ApiError):
+    """The statement (or its check) ran past the time limit."""
 
 
 _tables_lock = threading.Lock()
@@ -180,7 +196,13 @@ def allowed_tables(store: Store) -> dict[str, str]:
     return tables
 
 
-def guarded_settings(tenant: str, tables: dict[str, str] | None = None) -> dict[str, Any]:
+def memory_limit(settings: Settings | None) -> int:
+    """The memory one console statement may use: the `sql_max_memory_bytes` setting."""
+    return MAX_MEMORY_BYTES if settings is None else settings.sql_max_memory_bytes
+
+
+def guarded_settings(tenant: str, tables: dict[str, str] | None = None, max_memory: int | None = None) -> dict[str, Any]:
+    """The settings a console statement runs with (and, but for the result cut, is checked with)."""
     tables = TENANT_TABLES if tables is None else tables
     filters = {table: f"{column} = {sql_literal(tenant)}" for table, column in tables.items()}
     return {
@@ -189,7 +211,7 @@ def guarded_settings(tenant: str, tables: dict[str, str] | None = None) -> dict[
         "max_result_rows": MAX_ROWS + 1,
         "max_result_bytes": MAX_RESULT_BYTES,
         "result_overflow_mode": "break",
-        "max_memory_usage": MAX_MEMORY_BYTES,
+        "max_memory_usage": MAX_MEMORY_BYTES if max_memory is None else max_memory,
         "readonly": 1,  # last: once read-only, no later setting in the clause could change
     }
 
@@ -204,31 +226,28 @@ class Outcome:
     truncated: bool = False
 
 
-def run_console_sql(store: Store, tenant: str, sql: str, outcome: Outcome | None = None) -> dict[str, Any]:
+def run_console_sql(
+    store: Store, tenant: str, sql: str, outcome: Outcome | None = None, max_memory: int | None = None
+) -> dict[str, Any]:
     """Check and run one user statement; → {"columns", "types", "rows", "truncated"}.
 
     Raises ApiError(400) with the reason for anything refused or failed (and fills `outcome`).
     """
     outcome = outcome if outcome is not None else Outcome()
     tables = allowed_tables(store)
-    settings = guarded_settings(tenant, tables)
+    settings = guarded_settings(tenant, tables, max_memory)
     try:
         statement = check_sql(store, sql, settings, tables)
     except ApiError as exc:
-        outcome.outcome = "failed" if isinstance(exc, InvalidSql) else "refused"
+        outcome.outcome = _outcome_of(exc)
         outcome.error = exc.message
         raise
     try:
         result = store.query(statement, settings=settings)
     except StoreError as exc:
-        if exc.code in TIMEOUT_CODES:
-            outcome.outcome = "timeout"
-            message = f"sql: stopped after the {MAX_EXECUTION_SECONDS} s limit: {_engine_reason(str(exc))}"
-        else:
-            outcome.outcome = "failed"
-            message = f"sql: the query failed: {_engine_reason(str(exc))}"
-        outcome.error = message
-        raise ApiError(400, message) from None
+        error = _failed(exc, statement)
+        outcome.outcome, outcome.error = _outcome_of(error), error.message
+        raise error from None
     rows = result.rows
     outcome.rows = min(len(rows), MAX_ROWS)
     # The engine stops after the block that crosses max_result_rows (result_overflow_mode=break),
@@ -250,17 +269,18 @@ def who(request: web.Request) -> str:
     return f"open ({request.remote or 'unknown'})"
 
 
-def run_audited(store: Store, tenant: str, caller: str, sql: str) -> dict[str, Any]:
+def run_audited(store: Store, tenant: str, caller: str, sql: str, max_memory: int | None = None) -> dict[str, Any]:
     """run_console_sql, with an audit record of the statement whatever happens to it."""
     outcome = Outcome()
     started = time.perf_counter()
     try:
-        return_value = run_console_sql(store, tenant, sql, outcome)
+        return_value = run_console_sql(store, tenant, sql, outcome, max_memory)
     except ApiError:
         _audit(store, tenant, caller, sql, outcome, started)
         raise
     except Exception as exc:
-        outcome.outcome, outcome.error = "failed", f"sql: {exc}"
+        reason = error_kind(exc) if isinstance(exc, StoreError) else type(exc).__name__
+        outcome.outcome, outcome.error = "failed", f"sql: {reason}"
         _audit(store, tenant, caller, sql, outcome, started)
         raise
     _audit(store, tenant, caller, sql, outcome, started)
@@ -281,7 +301,10 @@ def _audit(store: Store, tenant: str, caller: str, sql: str, outcome: Outcome, s
     try:
         store.insert_rows("sql_audit", [record])
     except StoreError as exc:
-        raise ApiError(503, f"sql: the audit record could not be written, so no answer is given: {exc}") from None
+        log_engine_error("sql console audit record", exc)
+        raise ApiError(
+            503, f"sql: the audit record could not be written, so no answer is given ({error_kind(exc)})"
+        ) from None
 
 
 def audit_entries(store: Store, tenant: str, limit: int = AUDIT_DEFAULT_LIMIT) -> list[dict[str, Any]]:
@@ -364,6 +387,7 @@ def check_sql(
 ) -> str:
     """The statement to run for `sql` if it is one allowed SELECT (or EXPLAIN of one); else ApiError(400)."""
     tables = TENANT_TABLES if tables is None else tables
+    # With no caller's settings, the check still reads under a filter: one no tenant passes.
     settings = settings or guarded_settings("", tables)
     if not isinstance(sql, str) or not sql.strip():
         raise ApiError(400, "sql: empty; send one SELECT statement")
@@ -383,7 +407,7 @@ def check_sql(
         raise ApiError(400, "sql: empty; send one SELECT statement")
     explain, statement = _split_explain(statement)
     _check_ast(explain_ast(store, statement))
-    _check_tables(store, statement, tables)
+    _check_tables(store, statement, tables, settings)
     return f"{explain} {statement}" if explain else statement
 
 
@@ -446,12 +470,23 @@ _TREE_TABLE = re.compile(r"^\s*TABLE id: \d+.*?, table_name: ([^,\s]+)")
 _TREE_TABLE_FUNCTION = re.compile(r"^\s*TABLE_FUNCTION id: \d+.*?, table_function_name: ([^,\s]+)")
 
 
-def _check_tables(store: Store, statement: str, tables: dict[str, str]) -> None:
+def check_settings(settings: dict[str, Any]) -> dict[str, Any]:
+    """The run's settings for the check's EXPLAIN QUERY TREE: the same filter, memory and time
+    limits and readonly, without the result-size cut (a cut tree would hide tables from the check)."""
+    kept = {k: v for k, v in settings.items() if k not in ("max_result_rows", "max_result_bytes", "result_overflow_mode")}
+    readonly = kept.pop("readonly", 1)
+    kept["readonly"] = readonly  # still last
+    return kept
+
+
+def _check_tables(store: Store, statement: str, tables: dict[str, str], settings: dict[str, Any]) -> None:
+    # Top level, like the run (the store appends the SETTINGS clause, as it does to the run), so
+    # the scalar subqueries it evaluates read through the caller's filter and limits.
     try:
-        result = store.query(f"SELECT explain FROM (EXPLAIN QUERY TREE {statement})", settings=EXPLAIN_SETTINGS)
-        database = store.query("SELECT currentDatabase()").scalar()
+        result = store.query(f"EXPLAIN QUERY TREE {statement}", settings=check_settings(settings))
     except StoreError as exc:
-        raise InvalidSql(400, f"sql: {_engine_reason(str(exc))}") from None
+        raise _failed(exc, statement, invalid=True) from None
+    database = store.query("SELECT currentDatabase()").scalar()
     allowed = set(tables) | {f"{database}.{t}" for t in tables} | HARMLESS_TABLES
     for (line,) in result.rows:
         function = _TREE_TABLE_FUNCTION.match(line)
@@ -464,6 +499,21 @@ def _check_tables(store: Store, statement: str, tables: dict[str, str]) -> None:
 
 def _allowed() -> str:
     return ", ".join(sorted(TENANT_TABLES))
+
+
+def _failed(exc: StoreError, statement: str, invalid: bool = False) -> InvalidSql | SqlTimedOut:
+    """The 400 for an engine error of a step that reads data: its kind, never its text."""
+    log_engine_error(f"sql console statement {statement[:200]!r}", exc)
+    reason = public_reason(exc, statement)
+    if error_code(exc) in TIMEOUT_CODES:
+        return SqlTimedOut(400, f"sql: stopped after the {MAX_EXECUTION_SECONDS} s limit: {reason}")
+    return InvalidSql(400, f"sql: {reason}" if invalid else f"sql: the query failed: {reason}")
+
+
+def _outcome_of(exc: ApiError) -> str:
+    if isinstance(exc, SqlTimedOut):
+        return "timeout"
+    return "failed" if isinstance(exc, InvalidSql) else "refused"
 
 
 def _engine_reason(message: str) -> str:

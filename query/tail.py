@@ -34,6 +34,7 @@ import orjson
 from aiohttp import web
 from flightlog.query.lines import LINE_COLUMNS, shape_line
 from flightlog.query.search import ParsedQuery, parse_or_400
+from flightlog.query.slots import run_query
 from flightlog.schema.store import Store, StoreError
 from flightlog.web.errors import ApiError
 from flightlog.web.keys import EXTRAS, STORE, tenant_of
@@ -266,8 +267,8 @@ async def tail_handler(request: web.Request) -> web.StreamResponse:
         await response.write(f"retry: {RETRY_MS}\n: flightlog tail\n\n".encode())
         sent: set[tuple[int, int]] = set()
         if resume is not None:
-            rows = await run_in_store_thread(
-                request.app, resume_rows, request.app[STORE], tenant, parsed, resume, time.time_ns()
+            rows = await run_query(
+                request, resume_rows, request.app[STORE], tenant, parsed, resume, time.time_ns()
             )
             for row in rows:
                 ref = (int(row[2]), int(row[3]))

@@ -59,6 +59,14 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("key_requests_per_second", 1000, "requests per second one API key may make (a key can set its own); "
             "0: no limit", int),
     Setting("session_hours", 12, "hours a UI login lasts", int),
+    Setting("query_slots", 8, "store queries (search, trails, SQL, histogram, export, tail …) running at once for "
+            "all tenants; also sizes the query thread pool", int),
+    Setting("query_slots_per_tenant", 4, "of those, how many one tenant may hold (its fair share); past it, and "
+            "past query_slots, a query waits query_slot_wait_ms, then is answered 429 with Retry-After", int),
+    Setting("query_slots_per_key", 4, "how many one API key (or UI login) may hold, within its tenant's share", int),
+    Setting("query_slot_wait_ms", 2000, "how long a query waits for a slot before it is answered 429", int),
+    Setting("sql_max_memory_bytes", 2 * 1024**3, "memory one SQL console statement may use, in its check "
+            "(which evaluates scalar subqueries) and in its run", int),
     Setting("github_build_id", "{run_id}", "the build id of a GitHub workflow run: a template over {run_id}, "
             "{run_number}, {run_attempt}, {repo}, {workflow} (docs/cicd.md)"),
     Setting("github_deploy_id", "{deployment_id}", "the deploy id of a GitHub deployment: a template over "
@@ -96,6 +104,11 @@ class Settings:
     key_lines_per_second: int = 500_000
     key_requests_per_second: int = 1000
     session_hours: int = 12
+    query_slots: int = 8
+    query_slots_per_tenant: int = 4
+    query_slots_per_key: int = 4
+    query_slot_wait_ms: int = 2000
+    sql_max_memory_bytes: int = 2 * 1024**3
     github_build_id: str = "{run_id}"
     github_deploy_id: str = "{deployment_id}"
     gitlab_build_id: str = "{pipeline_id}"
@@ -128,6 +141,13 @@ class Settings:
             raise SettingsError(f"--retention-days must be between 1 and {MAX_RETENTION_DAYS}, got {self.retention_days}")
         if not 0 <= self.port <= 65535:
             raise SettingsError(f"--port must be between 0 and 65535, got {self.port}")
+        for name in ("query_slots", "query_slots_per_tenant", "query_slots_per_key"):
+            if getattr(self, name) < 1:
+                raise SettingsError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+        if self.query_slot_wait_ms < 0:
+            raise SettingsError(f"--query-slot-wait-ms must be 0 or more, got {self.query_slot_wait_ms}")
+        if self.sql_max_memory_bytes < 1024 * 1024:
+            raise SettingsError(f"--sql-max-memory-bytes must be at least 1048576, got {self.sql_max_memory_bytes}")
 
 
 class SettingsError(ValueError):

@@ -5,16 +5,16 @@ from __future__ import annotations
 from aiohttp import web
 from flightlog.query import pipelines
 from flightlog.query.build_records import record_filters
+from flightlog.query.slots import run_query
 from flightlog.web.keys import STORE, tenant_of
 from flightlog.web.pages import _page, render
-from flightlog.web.server import run_in_store_thread
 
 
 @_page
 async def pipelines_page(request: web.Request) -> web.Response:
     repos = record_filters(request.query)["repos"]
-    rows = await run_in_store_thread(
-        request.app, lambda: pipelines.pipelines(request.app[STORE], tenant_of(request), repos=repos)
+    rows = await run_query(
+        request, lambda: pipelines.pipelines(request.app[STORE], tenant_of(request), repos=repos)
     )
     return render(request, "pipelines.html", title="Pipelines", rows=rows, repos=repos)
 

@@ -6,6 +6,7 @@ import logging
 from typing import Any
 
 from aiohttp import web
+from flightlog.schema.engine_errors import error_kind
 from flightlog.schema.store import StoreError
 
 log = logging.getLogger("flightlog.web")
@@ -17,6 +18,7 @@ class ApiError(Exception):
         self.status = status
         self.message = message
         self.details = details
+        self.headers: dict[str, str] = {}  # sent with the error (Retry-After on a 429 …)
 
 
 def wants_html(request: web.Request) -> bool:
@@ -31,12 +33,16 @@ async def error_middleware(request: web.Request, handler):
     try:
         return await handler(request)
     except ApiError as exc:
-        return error_response(request, exc.status, exc.message, **exc.details)
+        response = error_response(request, exc.status, exc.message, **exc.details)
+        response.headers.update(exc.headers)
+        return response
     except web.HTTPException:
         raise
     except StoreError as exc:
+        # The engine quotes values in its messages (rows of any tenant a query touched): the
+        # client is told the kind of error, the log gets the text.
         log.warning("store error on %s %s: %s", request.method, request.path, exc)
-        return error_response(request, 503, f"the store could not answer: {exc}")
+        return error_response(request, 503, f"the store could not answer ({error_kind(exc)}); the server log has the details")
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
         return error_response(request, 500, "internal error; the server log has the details")

@@ -20,10 +20,10 @@ from flightlog.query.context import parse_ref
 from flightlog.query.lines import Cursor
 from flightlog.query.params import list_params, trail_params
 from flightlog.query.search import FIELDS
+from flightlog.query.slots import run_query
 from flightlog.query.timefmt import format_ns, parse_ns
 from flightlog.web.errors import ApiError
 from flightlog.web.keys import SETTINGS, STORE, tenant_of
-from flightlog.web.server import run_in_store_thread
 
 HERE = Path(__file__).resolve().parent
 TEMPLATES = HERE / "templates"
@@ -93,7 +93,9 @@ def _page(handler):
         try:
             return await handler(request)
         except ApiError as exc:
-            return render_error(request, exc.status, exc.message)
+            response = render_error(request, exc.status, exc.message)
+            response.headers.update(exc.headers)
+            return response
 
     return wrapped
 
@@ -128,7 +130,7 @@ async def index_page(request: web.Request) -> web.Response:
             build_records.listing(store, tenant, "deploy", RECENT_ON_INDEX)["items"],
         )
 
-    builds, deploys = await run_in_store_thread(request.app, load)
+    builds, deploys = await run_query(request, load)
     return render(request, "index.html", builds=builds, deploys=deploys, kinds=trails.KINDS, title="Builds & deploys")
 
 
@@ -168,7 +170,7 @@ def _trail_page(kind: str):
                 panel,
             )
 
-        summary, trail, ticks, new_in = await run_in_store_thread(request.app, load)
+        summary, trail, ticks, new_in = await run_query(request, load)
         filters = [("service", v) for v in params.services] + [("host", v) for v in params.hosts]
         filters += [("level", v) for v in params.levels]
         base_url = url_with(request, at=None)
@@ -217,8 +219,8 @@ async def context_page(request: web.Request) -> web.Response:
     ref = request.query.get("ref") or ""
     before = context.parse_count(request.query.get("before"), "before")
     after = context.parse_count(request.query.get("after"), "after")
-    body = await run_in_store_thread(
-        request.app, context.context, request.app[STORE], tenant_of(request), ref, before, after
+    body = await run_query(
+        request, context.context, request.app[STORE], tenant_of(request), ref, before, after
     )
     line = body["line"]
     trails_of = [
@@ -243,8 +245,8 @@ async def context_page(request: web.Request) -> web.Response:
 @_page
 async def hosts_page(request: web.Request) -> web.Response:
     services, gone = hosts.parse_filters(request.query)
-    body = await run_in_store_thread(
-        request.app,
+    body = await run_query(
+        request,
         lambda: hosts.hosts(
             request.app[STORE], tenant_of(request), request.app[SETTINGS].host_gone_after_s,
             services=services, gone=gone,

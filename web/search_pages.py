@@ -17,10 +17,10 @@ from flightlog.query import facets, histogram, search, sql_console
 from flightlog.query.params import search_params
 from flightlog.query.querylang import LEVELS
 from flightlog.query.search_api import window_params
+from flightlog.query.slots import run_query
 from flightlog.web.errors import ApiError
-from flightlog.web.keys import STORE, tenant_of
+from flightlog.web.keys import SETTINGS, STORE, tenant_of
 from flightlog.web.pages import _page, render, url_with, with_cursor
-from flightlog.web.server import run_in_store_thread
 
 SEARCH_PAGE_LINES = 500
 TAIL_PAGE_LINES = 200
@@ -115,12 +115,12 @@ async def search_page(request: web.Request) -> web.Response:
         return lambda: facets.facets(store, tenant, params.parsed, field, **window, limit=8)
 
     result, hist, *facet_results = await asyncio.gather(
-        run_in_store_thread(request.app, lambda: search.search(store, tenant, params.parsed, **params.as_kwargs())),
-        run_in_store_thread(
-            request.app,
+        run_query(request, lambda: search.search(store, tenant, params.parsed, **params.as_kwargs())),
+        run_query(
+            request,
             lambda: histogram.histogram(store, tenant, params.parsed, **window, buckets=HISTOGRAM_BUCKETS),
         ),
-        *(run_in_store_thread(request.app, facet(field)) for field in FACET_FIELDS),
+        *(run_query(request, facet(field)) for field in FACET_FIELDS),
     )
     context["lines"] = result["lines"]
     context["window"] = (result["from"], result["to"])
@@ -160,8 +160,8 @@ async def tail_page(request: web.Request) -> web.Response:
         context["position"] = exc.details.get("position")
         return render(request, "tail.html", status=exc.status, **context)
     store, tenant = request.app[STORE], tenant_of(request)
-    result = await run_in_store_thread(
-        request.app, lambda: search.search(store, tenant, parsed, since_ns=since, until_ns=until, limit=TAIL_PAGE_LINES)
+    result = await run_query(
+        request, lambda: search.search(store, tenant, parsed, since_ns=since, until_ns=until, limit=TAIL_PAGE_LINES)
     )
     context["lines"] = list(reversed(result["lines"]))  # oldest first, like a terminal
     context["stream_url"] = "/api/v1/tail?" + urlencode({"q": q})
@@ -200,12 +200,15 @@ async def sql_page(request: web.Request) -> web.StreamResponse:
         raise ApiError(400, f"format: {fmt!r} is not one of html, csv, ndjson")
     store, tenant = request.app[STORE], tenant_of(request)
     try:
-        result = await run_in_store_thread(
-            request.app, sql_console.run_audited, store, tenant, sql_console.who(request), sql
+        result = await run_query(
+            request, sql_console.run_audited, store, tenant, sql_console.who(request), sql,
+            sql_console.memory_limit(request.app[SETTINGS]),
         )
     except ApiError as exc:
         context["error"] = exc.message
-        return render(request, "sql.html", status=exc.status, **context)
+        response = render(request, "sql.html", status=exc.status, **context)
+        response.headers.update(exc.headers)
+        return response
     if fmt != "html":
         return sql_console.download(result, fmt)
     context["result"] = result

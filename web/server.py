@@ -9,9 +9,9 @@ from __future__ import annotations
 import asyncio
 import warnings
 from collections.abc import AsyncIterator, Iterable
-from concurrent.futures import ThreadPoolExecutor
 
 from aiohttp import web
+from flightlog.query.slots import setup_query_slots, store_executor
 from flightlog.schema.open import open_store
 from flightlog.schema.settings import Settings
 from flightlog.schema.store import Store, StoreError
@@ -40,6 +40,8 @@ def create_app(
     )
     app[SETTINGS] = settings
     app[EXTRAS] = {"roles": roles}
+    # the query slots and the store's thread pool (shut down after every cleanup context)
+    setup_query_slots(app, settings)
     app.cleanup_ctx.append(_store_context(store))
     setup_auth(app, with_pages="query" in roles)  # after the store: keys may live in it
     setup_security_headers(app)
@@ -120,10 +122,9 @@ async def readyz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ready", "store": store.kind})
 
 
-_store_threads = ThreadPoolExecutor(max_workers=8, thread_name_prefix="store")
-
-
 async def run_in_store_thread(app: web.Application, fn, *args, **kwargs):
-    """Run a blocking store call off the event loop (chDB and clickhouse-connect block)."""
+    """Run a blocking store call off the event loop (chDB and clickhouse-connect block), in no
+    query slot: for calls no tenant makes (/readyz, tail's poller). A query route uses
+    flightlog.query.slots.run_query, which counts the call against its caller's share."""
     loop = asyncio.get_running_loop()
-    return await loop.run_in_executor(_store_threads, lambda: fn(*args, **kwargs))
+    return await loop.run_in_executor(store_executor(app), lambda: fn(*args, **kwargs))
