@@ -35,6 +35,9 @@ class Chunk:
     # Every line is simple (normalize.is_simple_line): the engine may read the chunk with its
     # JSON reader instead of the general per-key path. False is always safe.
     simple: bool = False
+    # The request's Idempotency-Key (flightlog.ingest.idempotency), kept in the chunk's WAL
+    # header so a replay still knows the request was stored.
+    idempotency_key: str = ""
 
     @classmethod
     def from_rows(

@@ -11,6 +11,7 @@ import time
 
 import orjson
 from aiohttp import web
+from flightlog.ingest.idempotency import idempotent
 from flightlog.ingest.limits import IngestError
 from flightlog.ingest.protocols import elastic, loki, otlp
 from flightlog.ingest.routes import LIMITS, deliver, read_body, request_defaults, retry_headers
@@ -24,14 +25,14 @@ def setup_protocols(app: web.Application) -> None:
     from flightlog.ingest.syslog_server import syslog_context
 
     router = app.router
-    router.add_post("/v1/logs", post_otlp_logs)
-    router.add_post("/loki/api/v1/push", post_loki_push)
+    router.add_post("/v1/logs", idempotent(post_otlp_logs))
+    router.add_post("/loki/api/v1/push", idempotent(post_loki_push))
     router.add_get("/ready", loki_ready)
     router.add_get("/loki/api/v1/ready", loki_ready)
     for prefix in ("", ES_PREFIX):
         for method in ("POST", "PUT"):
-            router.add_route(method, prefix + "/_bulk", post_es_bulk)
-            router.add_route(method, prefix + "/{index}/_bulk", post_es_bulk)
+            router.add_route(method, prefix + "/_bulk", idempotent(post_es_bulk))
+            router.add_route(method, prefix + "/{index}/_bulk", idempotent(post_es_bulk))
         router.add_get(prefix + "/_license", get_es_license)
     router.add_get(ES_PREFIX, get_es_root)
     router.add_get(ES_PREFIX + "/", get_es_root)

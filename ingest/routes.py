@@ -7,11 +7,19 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 
 import orjson
 from aiohttp import web
-from aiohttp.web_exceptions import HTTPRequestEntityTooLarge
-from flightlog.ingest.backpressure import BUDGET, InflightBudget, Throttled, ingest_middleware
+from flightlog.ingest.backpressure import (
+    BUDGET,
+    InflightBudget,
+    Throttled,
+    charge_inflated,
+    ingest_middleware,
+    receive_body,
+    settle_inflated,
+)
 from flightlog.ingest.batcher import Batcher, WalFull
 from flightlog.ingest.chunk import Chunk, LineError
-from flightlog.ingest.decompress import decompress, too_large
+from flightlog.ingest.decompress import inflate
+from flightlog.ingest.idempotency import IDEMPOTENCY, IdempotencyKeys, idempotent, key_for_chunk, mark_stored
 from flightlog.ingest.limits import MAX_ERRORS_LISTED, IngestError, Limits
 from flightlog.ingest.metrics import METRICS, setup_metrics
 from flightlog.ingest.protocols import jsonlines, text
@@ -35,7 +43,8 @@ def setup_ingest(app: web.Application) -> None:
     app[BUDGET] = InflightBudget(app[SETTINGS].ingest_max_inflight_bytes, app[SETTINGS].max_body_bytes)
     app.middlewares.append(ingest_middleware)
     app.cleanup_ctx.append(batcher_context)
-    app.router.add_post("/api/v1/logs", post_logs)
+    app[IDEMPOTENCY] = IdempotencyKeys()
+    app.router.add_post("/api/v1/logs", idempotent(post_logs))
     from flightlog.ingest.protocol_routes import setup_protocols  # it imports this module
 
     setup_protocols(app)
@@ -55,6 +64,8 @@ async def batcher_context(app: web.Application) -> AsyncIterator[None]:
     )
     app[METRICS].batcher = batcher
     await batcher.start()
+    for tenant, key, lines in batcher.replayed_keys:
+        app[IDEMPOTENCY].remember_stored(tenant, key, lines)
     app[BATCHER] = batcher
     yield
     await batcher.stop()
@@ -75,17 +86,20 @@ async def read_body(request: web.Request, limits: Limits) -> bytes:
     try:
         # aiohttp has no time limit on a body; a client trickling one in is cut off here
         async with asyncio.timeout(request.app[SETTINGS].body_timeout):
-            raw = await request.read()
+            raw = await receive_body(request, limits.max_body_bytes)
     except TimeoutError:
         raise IngestError(408, "the request body did not arrive in time; send it faster or in smaller batches") from None
-    except HTTPRequestEntityTooLarge:
-        raise too_large(limits.max_body_bytes) from None
+    except IngestError:
+        raise
     except Exception as exc:  # the client went away or sent a broken chunked body
         raise IngestError(400, f"body could not be read: {_first_line(exc)}") from None
     encoding = request.headers.get("Content-Encoding", "")
     if not encoding:
         return raw
-    return decompress(raw, encoding, limits.max_body_bytes)
+    charge_inflated(request, len(raw), limits.max_body_bytes)
+    body = await inflate(raw, encoding, limits.max_body_bytes)
+    settle_inflated(request, len(body))
+    return body
 
 
 def _first_line(exc: Exception) -> str:
@@ -122,6 +136,7 @@ async def deliver(app: web.Application, chunk: Chunk, errors: Sequence[LineError
         return
     charge_lines(chunk.count)  # the sending key's lines/s limit (flightlog.ingest.ratelimit)
     batcher = app[BATCHER]
+    chunk.idempotency_key = key_for_chunk()
     try:
         await batcher.append(chunk)
     except WalFull:
@@ -130,6 +145,7 @@ async def deliver(app: web.Application, chunk: Chunk, errors: Sequence[LineError
         raise Throttled("the write-ahead log is full: the store is behind; retry later", retry) from None
     except OSError as exc:
         raise Throttled(f"the write-ahead log cannot write: {exc.strerror or exc}", 5, status=503) from None
+    mark_stored()
     metrics.accepted(chunk.count, len(chunk.lines))
 
 

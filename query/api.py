@@ -8,6 +8,7 @@ from flightlog.query import build_records, context, hosts, trails
 from flightlog.query.params import list_params, recent_limit, trail_params
 from flightlog.query.search_api import setup_search_api
 from flightlog.query.slots import run_query
+from flightlog.web.id_paths import ID_PATTERN, id_from_segment
 from flightlog.web.keys import SETTINGS, STORE, tenant_of
 
 
@@ -36,7 +37,7 @@ def _summary_handler(kind: str):
         body = await run_query(
             request,
             lambda: build_records.summary(
-                request.app[STORE], tenant_of(request), kind, request.match_info[column], gone_after
+                request.app[STORE], tenant_of(request), kind, id_from_segment(request.match_info[column]), gone_after
             ),
         )
         return _json(body)
@@ -55,14 +56,14 @@ def _trail_handler(kind: str):
             raw = await run_query(
                 request,
                 lambda: trails.trail_json(
-                    request.app[STORE], tenant_of(request), kind, request.match_info[column], **kwargs
+                    request.app[STORE], tenant_of(request), kind, id_from_segment(request.match_info[column]), **kwargs
                 ),
             )
             return web.Response(body=raw, content_type="application/json")
         body = await run_query(
             request,
             lambda: trails.trail(
-                request.app[STORE], tenant_of(request), kind, request.match_info[column], **params.as_kwargs()
+                request.app[STORE], tenant_of(request), kind, id_from_segment(request.match_info[column]), **params.as_kwargs()
             ),
         )
         return _json(body)
@@ -92,12 +93,23 @@ async def hosts_handler(request: web.Request) -> web.Response:
     return _json(body)
 
 
+async def quarantine_handler(request: web.Request) -> web.Response:
+    from flightlog.query import quarantine
+
+    limit = quarantine.parse_limit(request.query.get("limit"))
+    body = await run_query(
+        request, lambda: quarantine.quarantined(request.app[STORE], tenant_of(request), limit)
+    )
+    return _json(body)
+
+
 def setup_query_api(app: web.Application) -> None:
     for kind in trails.KINDS.values():
         base = f"/api/v1/{kind.name}s"
         app.router.add_get(base, _recent_handler(kind.name))
-        app.router.add_get(f"{base}/{{{kind.column}}}", _summary_handler(kind.name))
-        app.router.add_get(f"{base}/{{{kind.column}}}/trail", _trail_handler(kind.name))
+        app.router.add_get(f"{base}/{{{kind.column}:{ID_PATTERN}}}", _summary_handler(kind.name))
+        app.router.add_get(f"{base}/{{{kind.column}:{ID_PATTERN}}}/trail", _trail_handler(kind.name))
     app.router.add_get("/api/v1/context", context_handler)
     app.router.add_get("/api/v1/hosts", hosts_handler)
+    app.router.add_get("/api/v1/quarantine", quarantine_handler)
     setup_search_api(app)  # search, export, histogram, facets, tail, SQL console

@@ -14,6 +14,7 @@ from aiohttp import web
 from flightlog.query import build_diff
 from flightlog.query.lines import parse_limit
 from flightlog.query.slots import run_query
+from flightlog.web.id_paths import ID_PATTERN, id_from_segment
 from flightlog.web.keys import SETTINGS, STORE, tenant_of
 
 
@@ -29,7 +30,7 @@ async def build_diff_handler(request: web.Request) -> web.Response:
     against = request.query.get("against", "previous")
     limit = _limit(request)
     body = await run_query(
-        request, build_diff.build_diff, request.app[STORE], tenant_of(request), request.match_info["build_id"],
+        request, build_diff.build_diff, request.app[STORE], tenant_of(request), id_from_segment(request.match_info["build_id"]),
         against, limit,
     )
     return _json(body)
@@ -42,12 +43,12 @@ async def deploy_diff_handler(request: web.Request) -> web.Response:
     limit = _limit(request)
     body = await run_query(
         request,
-        lambda: build_diff.deploy_diff(request.app[STORE], tenant_of(request), request.match_info["deploy_id"],
+        lambda: build_diff.deploy_diff(request.app[STORE], tenant_of(request), id_from_segment(request.match_info["deploy_id"]),
                                        minutes, services, limit),
     )
     return _json(body)
 
 
 def setup_cicd_query(app: web.Application) -> None:
-    app.router.add_get("/api/v1/builds/{build_id}/diff", build_diff_handler)
-    app.router.add_get("/api/v1/deploys/{deploy_id}/diff", deploy_diff_handler)
+    app.router.add_get(f"/api/v1/builds/{{build_id:{ID_PATTERN}}}/diff", build_diff_handler)
+    app.router.add_get(f"/api/v1/deploys/{{deploy_id:{ID_PATTERN}}}/diff", deploy_diff_handler)

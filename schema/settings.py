@@ -45,7 +45,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("wal_fsync", "always", "when the write-ahead log is fsync'd: always (before every 2xx, group commit), "
             "interval (every second), off", str),
     Setting("wal_max_bytes", 1024 * 1024 * 1024, "most bytes the write-ahead log holds; past it ingest answers 429", int),
-    Setting("ingest_max_inflight_bytes", 256 * 1024 * 1024, "request bodies held in memory at once (estimated); "
+    Setting("ingest_max_inflight_bytes", 256 * 1024 * 1024, "request bodies held in memory at once (bytes received, compressed ones at their inflated size); "
             "past it ingest answers 429", int),
     Setting("inserts_in_flight", 1, "batch inserts running at once (one, with batches that grow while it "
             "runs, was fastest on 2 cores)", int),

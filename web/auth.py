@@ -230,8 +230,9 @@ async def auth_middleware(request: web.Request, handler):
 async def _authorise(request: web.Request, handler, auth: Auth):
     scope = needed_scope(request)
     text = presented_key(request)
-    if text is None and scope != "ingest":
-        # Only a browser sends cookies on its own; a key in a header cannot be forged by a page.
+    if text is None:
+        # A key in a header cannot be forged by another site's page; without one, a browser
+        # may be posting on its own (a session cookie, or an open server that needs no key).
         _refuse_cross_site(request)
     if auth.running_open:
         if scope is not None and not auth.open_allowed:
@@ -313,7 +314,7 @@ async def _read_small_body(request: web.Request) -> None:
 def _refuse_cross_site(request: web.Request) -> None:
     if request.method in ("GET", "HEAD", "OPTIONS"):
         return
-    if request.headers.get("Sec-Fetch-Site", "") == "cross-site":
+    if request.headers.get("Sec-Fetch-Site", "") in ("cross-site", "same-site"):
         raise ApiError(403, "cross-site request refused")
     origin = request.headers.get("Origin")
     if origin and origin != "null" and urlsplit(origin).netloc != request.host:
@@ -358,8 +359,18 @@ def _quote_next(path: str) -> str:
 
 
 def _safe_next(value: str) -> str:
-    # Only a path on this server: no scheme, no host, no "//evil" or "/\\evil".
-    if not value.startswith("/") or value.startswith("//") or value.startswith("/\\"):
+    """`value` when it is a path on this server, else "/".
+
+    Browsers drop tabs and newlines anywhere in a URL and read a backslash as a slash, so
+    "/\t/evil.com" or "/\\evil.com" would leave for another host: any control character,
+    whitespace or backslash refuses the value, and what is left must be a path with no
+    scheme and no host ("//evil.com")."""
+    if not value.startswith("/") or value.startswith("//"):
+        return "/"
+    if any(ch.isspace() or ch == "\\" or not ch.isprintable() for ch in value):
+        return "/"
+    parts = urlsplit(value)
+    if parts.scheme or parts.netloc:
         return "/"
     return value
 

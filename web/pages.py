@@ -11,7 +11,7 @@ import functools
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import urlencode
 
 import jinja2
 from aiohttp import web
@@ -23,6 +23,7 @@ from flightlog.query.search import FIELDS
 from flightlog.query.slots import run_query
 from flightlog.query.timefmt import format_ns, parse_ns
 from flightlog.web.errors import ApiError
+from flightlog.web.id_paths import ID_PATTERN, id_from_segment, id_segment
 from flightlog.web.keys import SETTINGS, STORE, tenant_of
 
 HERE = Path(__file__).resolve().parent
@@ -46,7 +47,7 @@ def environment() -> jinja2.Environment:
     env.filters["when"] = when
     env.filters["duration"] = duration
     env.filters["duration_s"] = lambda seconds: duration("1970-01-01T00:00:00Z", format_ns(int(seconds) * 10**9))
-    env.filters["pathpart"] = lambda value: quote(str(value), safe="")
+    env.filters["pathpart"] = id_segment
     env.globals["search_fields"] = FIELDS
     return env
 
@@ -142,7 +143,7 @@ def _at_cursor(ref: str) -> Cursor:
 
 def line_url(kind: str, entity_id: str, ref: str) -> str:
     """A deep link to one line of a trail: its page, scrolled to it."""
-    return f"/{kind}s/{quote(entity_id, safe='')}?{urlencode({'at': ref})}#L{ref}"
+    return f"/{kind}s/{id_segment(entity_id)}?{urlencode({'at': ref})}#L{ref}"
 
 
 def _trail_page(kind: str):
@@ -150,7 +151,7 @@ def _trail_page(kind: str):
 
     @_page
     async def handler(request: web.Request) -> web.Response:
-        entity_id = request.match_info["id"]
+        entity_id = id_from_segment(request.match_info["id"])
         params = trail_params(request.query, default_limit=TRAIL_PAGE_LINES)
         at = request.query.get("at") or ""
         if at and params.cursor is None:
@@ -207,7 +208,7 @@ def _trail_page(kind: str):
             first_url=url_with(request, at=None) if params.cursor else None,
             next_url=next_url,
             params=params,
-            api_url=f"/api/v1/{k.name}s/{quote(entity_id, safe='')}/trail"
+            api_url=f"/api/v1/{k.name}s/{id_segment(entity_id)}/trail"
             + (f"?{request.query_string}" if request.query_string else ""),
         )
 
@@ -269,13 +270,25 @@ async def hosts_page(request: web.Request) -> web.Response:
     )
 
 
+@_page
+async def quarantine_page(request: web.Request) -> web.Response:
+    from flightlog.query import quarantine
+
+    limit = quarantine.parse_limit(request.query.get("limit"))
+    body = await run_query(
+        request, lambda: quarantine.quarantined(request.app[STORE], tenant_of(request), limit)
+    )
+    return render(request, "quarantine.html", title="Quarantine", total=body["total"], lines=body["lines"])
+
+
 def setup_pages(app: web.Application) -> None:
     app.router.add_get("/", index_page)
-    app.router.add_get("/builds/{id}", _trail_page("build"))
-    app.router.add_get("/deploys/{id}", _trail_page("deploy"))
+    app.router.add_get(f"/builds/{{id:{ID_PATTERN}}}", _trail_page("build"))
+    app.router.add_get(f"/deploys/{{id:{ID_PATTERN}}}", _trail_page("deploy"))
     from flightlog.web.search_pages import setup_search_pages  # it imports this module
 
     setup_search_pages(app)  # /search, /tail, /sql
     app.router.add_get("/context", context_page)
     app.router.add_get("/hosts", hosts_page)
+    app.router.add_get("/quarantine", quarantine_page)
     app.router.add_static("/static/", STATIC, append_version=False)

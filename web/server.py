@@ -16,7 +16,7 @@ from flightlog.schema.open import open_store
 from flightlog.schema.settings import Settings
 from flightlog.schema.store import Store, StoreError
 from flightlog.web.errors import error_middleware
-from flightlog.web.keys import EXTRAS, SETTINGS, STORE
+from flightlog.web.keys import BATCHER, EXTRAS, SETTINGS, STORE
 
 ALL_ROLES = frozenset({"ingest", "query"})
 
@@ -119,6 +119,11 @@ async def readyz(request: web.Request) -> web.Response:
         await run_in_store_thread(request.app, store.query, "SELECT 1")
     except StoreError as exc:
         return web.json_response({"status": "store unavailable", "error": str(exc)}, status=503)
+    batcher = request.app.get(BATCHER)
+    if batcher is not None and not batcher.wal.writable():
+        # Disk full (or a failed fsync): a request would be answered 503; send it elsewhere.
+        error = batcher.wal.write_error or "a sync of the write-ahead log failed; restart to replay it"
+        return web.json_response({"status": "wal not writable", "error": str(error)}, status=503)
     return web.json_response({"status": "ready", "store": store.kind})
 
 

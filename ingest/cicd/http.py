@@ -23,6 +23,7 @@ from aiohttp import web
 from flightlog.ingest.cicd import github, gitlab
 from flightlog.ingest.cicd.events import CiEvent, EventRefused, from_api, store_events
 from flightlog.schema.hook_secrets import HookSecrets, hook_source
+from flightlog.web.id_paths import ID_PATTERN, id_from_segment
 from flightlog.web.keys import SETTINGS, STORE, tenant_of
 
 HOOKS = web.AppKey("hook_secrets", HookSecrets)
@@ -36,8 +37,8 @@ def setup_cicd_ingest(app: web.Application) -> None:
     app.cleanup_ctx.append(_hooks_context)
     app.router.add_post("/hooks/github", github_hook)
     app.router.add_post("/hooks/gitlab", gitlab_hook)
-    app.router.add_post("/api/v1/builds/{build_id}/events", _events_handler("build"))
-    app.router.add_post("/api/v1/deploys/{deploy_id}/events", _events_handler("deploy"))
+    app.router.add_post(f"/api/v1/builds/{{build_id:{ID_PATTERN}}}/events", _events_handler("build"))
+    app.router.add_post(f"/api/v1/deploys/{{deploy_id:{ID_PATTERN}}}/events", _events_handler("deploy"))
 
 
 async def _hooks_context(app: web.Application) -> AsyncIterator[None]:
@@ -136,7 +137,7 @@ def _events_handler(kind: str):
             body = await _read(request, MAX_API_BODY_BYTES)
             payload = _json_body(body, "application/json")
             key = request.headers.get("Idempotency-Key", "")
-            event = from_api(kind, request.match_info[column], payload, time.time_ns(),
+            event = from_api(kind, id_from_segment(request.match_info[column]), payload, time.time_ns(),
                              f"api:{key[:128]}" if key else None)
             await _off_loop(store_events, request.app[STORE], tenant_of(request), [event])
         except EventRefused as exc:
