@@ -14,6 +14,7 @@ import orjson
 class LineError:
     line: int  # 1-based, as the client numbered them
     error: str
+    reason: str = ""  # the metric label (flightlog.ingest.metrics); empty: told from the message
 
     def as_json(self) -> dict[str, Any]:
         return {"line": self.line, "error": self.error}

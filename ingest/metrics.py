@@ -16,20 +16,36 @@ from collections import Counter
 from collections.abc import Iterable
 
 from aiohttp import web
+from flightlog.ingest.chunk import LineError
 from flightlog.web.keys import DEFAULT_TENANT
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 INSERT_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
-# Rejection reasons: a metric label for each kind of bad line, matched on the start of the
-# message the client reads.
+# Rejection reasons: a metric label for each kind of bad line. Parsers name the reason with
+# the error (LineError.reason); an error without one is matched on the start of its message.
 REJECT_REASONS = (
     ("invalid JSON", "invalid_json"),
     ("expected a JSON object", "not_an_object"),
     ("empty object", "empty_object"),
     ("line is ", "line_too_long"),
+    ("message is ", "line_too_long"),
     ("line has ", "too_many_fields"),
     ("keys starting with", "reserved_key"),
+)
+# Listed on /metrics even at 0, so an alert on any of them has a series from the start.
+KNOWN_REASONS = (
+    "invalid_json",
+    "not_an_object",
+    "empty_object",
+    "line_too_long",
+    "too_many_fields",
+    "too_deep",
+    "reserved_key",
+    "bad_timestamp",
+    "older_than_retention",
+    "past_latest_time",
+    "other",
 )
 
 
@@ -45,7 +61,7 @@ def reject_reason(message: str) -> str:
         if message.startswith(prefix):
             return reason
     lowered = message.lower()
-    if "time" in lowered or "1970" in lowered or "2262" in lowered:
+    if "time" in lowered or "1970" in lowered:
         return "bad_timestamp"
     return "other"
 
@@ -83,10 +99,15 @@ class IngestMetrics:
         self.tenant_lines[tenant] += lines
         self.tenant_bytes[tenant] += size
 
-    def rejected(self, messages: Iterable[str]) -> None:
+    def rejected(self, errors: Iterable[LineError | str]) -> None:
+        """Count refused lines by reason: LineErrors (their reason, else told from the
+        message) or bare messages."""
         tenant = TENANT.get()
-        for message in messages:
-            reason = reject_reason(message)
+        for error in errors:
+            if isinstance(error, str):
+                reason = reject_reason(error)
+            else:
+                reason = error.reason or reject_reason(error.error)
             self.lines_rejected[reason] += 1
             self.tenant_rejected[tenant, reason] += 1
 
@@ -128,7 +149,7 @@ class IngestMetrics:
 
         metric("flightlog_ingest_lines_accepted_total", "counter", "Lines written to the WAL and acknowledged.",
                [("", self.lines_accepted)])
-        reasons = sorted(set(self.lines_rejected) | {"invalid_json"})
+        reasons = sorted(set(self.lines_rejected) | set(KNOWN_REASONS))
         metric("flightlog_ingest_lines_rejected_total", "counter", "Lines refused, by reason.",
                [(f'{{reason="{r}"}}', self.lines_rejected[r]) for r in reasons])
         metric("flightlog_ingest_bytes_total", "counter", "Bytes of accepted lines written to the WAL.",

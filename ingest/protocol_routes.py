@@ -49,7 +49,7 @@ async def post_otlp_logs(request: web.Request) -> web.Response:
     try:
         body = await read_body(request, request.app[LIMITS])
         result = otlp.parse(body, content_type, request.app[LIMITS], tenant_of(request), request_defaults(request))
-        await deliver(request.app, result.chunk)
+        await deliver(request.app, result.chunk, result.errors)
     except IngestError as exc:
         payload, answer_type = otlp.status_body(encoding, exc.status, exc.message)
         return web.Response(body=payload, status=exc.status, content_type=answer_type, headers=retry_headers(exc))
@@ -69,7 +69,7 @@ async def post_loki_push(request: web.Request) -> web.Response:
         result = loki.parse(
             body, request.content_type, request.app[LIMITS], tenant_of(request), request_defaults(request)
         )
-        await deliver(request.app, result.chunk)
+        await deliver(request.app, result.chunk, result.errors)
     except IngestError as exc:
         return web.Response(text=exc.message + "\n", status=exc.status, headers=retry_headers(exc))
     if result.rejected:
@@ -105,7 +105,7 @@ async def post_es_bulk(request: web.Request) -> web.Response:
         result = elastic.parse(
             body, limits, tenant_of(request), request_defaults(request), request.match_info.get("index", "")
         )
-        await deliver(request.app, result.parsed.chunk)
+        await deliver(request.app, result.parsed.chunk, result.parsed.errors)
     except IngestError as exc:
         return _es_json(elastic.error_body(exc.status, exc.message), exc.status, retry_headers(exc))
     return _es_json({"took": elastic.took_ms(started), "errors": result.errors, "items": result.items})

@@ -131,7 +131,7 @@ async def deliver(app: web.Application, chunk: Chunk, errors: Sequence[LineError
     more. `errors`, the lines the parser refused, are counted in the metrics."""
     metrics = app[METRICS]
     if errors:
-        metrics.rejected(e.error for e in errors)
+        metrics.rejected(errors)
     if not chunk.count:
         return
     charge_lines(chunk.count)  # the sending key's lines/s limit (flightlog.ingest.ratelimit)

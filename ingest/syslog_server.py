@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 from flightlog.ingest.limits import IngestError, Limits
+from flightlog.ingest.metrics import METRICS
 from flightlog.ingest.protocols import syslog
 from flightlog.ingest.routes import LIMITS, deliver
 from flightlog.web.keys import DEFAULT_TENANT, EXTRAS, SETTINGS
@@ -84,6 +85,7 @@ async def start_tcp(app: web.Application, host: str, port: int) -> asyncio.Abstr
                     buffer.clear()
                 if messages:
                     result = syslog.parse(messages, limits, DEFAULT_TENANT, None, peer_host)
+                    app[METRICS].rejected(result.errors)
                     if result.rejected:
                         log.warning(
                             "syslog from %s: %d messages refused: %s",
@@ -137,7 +139,7 @@ class _UdpProtocol(asyncio.DatagramProtocol):
                 for peer, messages in by_peer.items():
                     result = syslog.parse(messages, self.app[LIMITS], DEFAULT_TENANT, None, peer)
                     try:
-                        await deliver(self.app, result.chunk)
+                        await deliver(self.app, result.chunk, result.errors)
                     except IngestError as exc:
                         self.dropped += result.chunk.count
                         log.warning("syslog UDP: %d messages dropped: %s", result.chunk.count, exc.message)

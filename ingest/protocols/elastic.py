@@ -18,6 +18,7 @@ import orjson
 from flightlog.ingest.chunk import Chunk, LineError, ParseResult
 from flightlog.ingest.limits import IngestError, Limits
 from flightlog.ingest.protocols.common import ID_FIELDS, check_row, flatten, level_name, take_fields, text
+from flightlog.ingest.protocols.timestamps import TimeWindow
 
 VERSION = "8.17.0"
 PRODUCT_HEADER = {"X-Elastic-Product": "Elasticsearch"}
@@ -56,6 +57,7 @@ def parse(
     rows: list[dict[str, Any]] = []
     errors: list[LineError] = []
     items: list[dict[str, Any]] = []
+    window = TimeWindow.now(limits.retention_days)
     seq = 0
     i = 0
     while i < len(lines):
@@ -88,14 +90,14 @@ def parse(
         else:
             reason = "the document must be a JSON object"
         if not isinstance(doc, dict):
-            errors.append(LineError(number, reason))
+            errors.append(LineError(number, reason, "not_an_object" if doc is not None else "invalid_json"))
             items.append(_failed(action, target, doc_id, 400, "document_parsing_exception", reason))
             continue
         row = document_row(doc, target)
-        problem = check_row(row, limits)
+        problem = check_row(row, limits, window, "@timestamp")
         if problem is not None:
-            errors.append(LineError(number, problem))
-            items.append(_failed(action, target, doc_id, 400, "document_parsing_exception", problem))
+            errors.append(LineError(number, problem.message, problem.reason))
+            items.append(_failed(action, target, doc_id, 400, "document_parsing_exception", problem.message))
             continue
         rows.append(row)
         items.append(

@@ -52,7 +52,7 @@ def parse(
         records = _proto_records(body)
     else:
         raise IngestError(415, f"Content-Type {content_type!r}: send {PROTOBUF} or {JSON}")
-    return checked_result(enumerate(records, 1), limits, tenant, defaults)
+    return checked_result(enumerate(records, 1), limits, tenant, defaults, "timeUnixNano")
 
 
 def build_row(

@@ -9,7 +9,9 @@ import pytest
 from flightlog.ingest.limits import IngestError, Limits
 from flightlog.ingest.protocols import elastic, loki, otlp, syslog, text
 
-LIMITS = Limits(max_body_bytes=1 << 20, max_line_bytes=1000, max_attributes=20)
+# The cases carry fixed times from 2003 to 2024: a retention long enough to keep them (lines
+# older than the retention are refused: tests/reliability/test_line_validation.py).
+LIMITS = Limits(max_body_bytes=1 << 20, max_line_bytes=1000, max_attributes=20, retention_days=25_000)
 
 
 def rows_of(result) -> list[dict]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import orjson
 import pytest
 from flightlog.ingest.limits import IngestError
@@ -39,7 +41,7 @@ async def test_text_plain_lines_take_their_fields_from_the_request(client):
 
 
 async def test_loki_push_answers_204_and_ready_200(client):
-    body = {"streams": [{"stream": {"job": "j"}, "values": [["1700000000000000000", "x"]]}]}
+    body = {"streams": [{"stream": {"job": "j"}, "values": [[str(time.time_ns()), "x"]]}]}
     resp = await client.post("/loki/api/v1/push", json=body)
     assert resp.status == 204
     assert (await client.get("/ready")).status == 200
@@ -86,7 +88,7 @@ async def test_a_full_pipeline_answers_429_with_retry_after_in_every_protocol(cl
         raise IngestError(429, "ingest is full; retry later")
 
     monkeypatch.setattr(client.app[BATCHER], "append", full)
-    loki = {"streams": [{"stream": {"job": "j"}, "values": [["1700000000000000000", "x"]]}]}
+    loki = {"streams": [{"stream": {"job": "j"}, "values": [[str(time.time_ns()), "x"]]}]}
     otlp = {"resourceLogs": [{"scopeLogs": [{"logRecords": [{"body": {"stringValue": "x"}}]}]}]}
     for path, body, ctype in [
         ("/loki/api/v1/push", orjson.dumps(loki), "application/json"),
