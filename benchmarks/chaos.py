@@ -111,7 +111,7 @@ class Load:
 
 
 def make_keys(data_dir: Path, tenants: int) -> dict[str, str]:
-    from flightlog.schema.keys import KeyFile, new_key
+    from flightlog.schema.api_keys import KeyFile, new_key
 
     keys = {}
     for i in range(tenants):

@@ -14,10 +14,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from flightlog.query import build_records
+from flightlog.query.kinds import kind_of
 from flightlog.query.timefmt import format_ns, now_ns, parse_ns
-from flightlog.query.trails import kind_of
+from flightlog.schema.refusal import Refusal
 from flightlog.schema.store import Store
-from flightlog.web.errors import ApiError
 
 TEMPLATE_PREFIX = 400
 DIFF_DEFAULT_LIMIT = 50
@@ -48,16 +48,16 @@ def resolve_against(store: Store, tenant: str, kind: str, entity_id: str, agains
     """The baseline build: `previous` (same pipeline and branch), `last-success`, or an id."""
     if against not in ("previous", "last-success"):
         if not against:
-            raise ApiError(400, "against: previous, last-success or a build id")
+            raise Refusal(400, "against: previous, last-success or a build id")
         return against
     rec = build_records.rollup(store, tenant, kind, entity_id)
     if rec is None:
-        raise ApiError(400, f"{kind} {entity_id!r} has no CI record, so no pipeline and branch to find its "
+        raise Refusal(400, f"{kind} {entity_id!r} has no CI record, so no pipeline and branch to find its "
                             f"{against} build by; pass against=<{kind} id>")
     found = build_records.neighbour(store, tenant, kind, entity_id, rec, success_only=against == "last-success")
     if found is None:
         what = "successful build" if against == "last-success" else "build"
-        raise ApiError(404, f"no earlier {what} of {rec['pipeline'] or rec['repo']} on {rec['branch'] or 'its branch'}")
+        raise Refusal(404, f"no earlier {what} of {rec['pipeline'] or rec['repo']} on {rec['branch'] or 'its branch'}")
     return found
 
 
@@ -81,7 +81,7 @@ def build_diff(
     ).dicts()
     for which, side in ((entity_id, "n_cur"), (baseline, "n_base")):
         if not any(r[side] for r in rows):
-            raise ApiError(404, f"no build {which!r}: no line carries build_id={which}")
+            raise Refusal(404, f"no build {which!r}: no line carries build_id={which}")
     new = sorted((r for r in rows if r["n_base"] == 0), key=lambda r: (-r["n_cur"], r["first_cur"][1]))
     gone = sorted((r for r in rows if r["n_cur"] == 0), key=lambda r: (-r["n_base"], r["first_base"][1]))
     errors = sorted((r for r in rows if r["e_cur"] != r["e_base"]),
@@ -155,7 +155,7 @@ def deploy_diff(
     rates, and the templates only seen after. The deploy's time is when CI said it started (else
     its first line); the services are the deploy's own (else `services`, else every service)."""
     if not 1 <= minutes <= DEPLOY_MAX_MINUTES:
-        raise ApiError(400, f"minutes: 1 to {DEPLOY_MAX_MINUTES}")
+        raise Refusal(400, f"minutes: 1 to {DEPLOY_MAX_MINUTES}")
     rec = build_records.record(store, tenant, "deploy", entity_id)
     own = store.query(
         "SELECT groupUniqArray(service), toUnixTimestamp64Nano(min(first_ts)) FROM id_hosts "
@@ -164,7 +164,7 @@ def deploy_diff(
     ).rows
     own_services, first_line_ns = (own[0][0], int(own[0][1])) if own and own[0][0] else ([], 0)
     if rec is None and not first_line_ns:
-        raise ApiError(404, f"no deploy {entity_id!r}: no CI event and no line carries deploy_id={entity_id}")
+        raise Refusal(404, f"no deploy {entity_id!r}: no CI event and no line carries deploy_id={entity_id}")
     at = parse_ns(rec["started_ts"]) if rec else first_line_ns
     chosen = list(services) or sorted(own_services)
     window = minutes * 60 * 1_000_000_000
@@ -240,9 +240,9 @@ def failure_panel(
             return deploy_diff(store, tenant, entity_id, deploy_minutes, limit=PANEL_LIMIT)
         try:
             return build_diff(store, tenant, entity_id, "last-success", PANEL_LIMIT)
-        except ApiError as exc:
+        except Refusal as exc:
             if exc.status != 404:
                 raise
             return build_diff(store, tenant, entity_id, "previous", PANEL_LIMIT)
-    except ApiError as exc:
+    except Refusal as exc:
         return {"unavailable": exc.message}

@@ -14,11 +14,12 @@ from collections.abc import Sequence
 from typing import Any
 
 from flightlog.query import trails
+from flightlog.query.kinds import kind_of
 from flightlog.query.timefmt import format_ns
-from flightlog.query.trails import RECENT_HOSTS_SHOWN, STATUS_SQL, ListCursor, kind_of
+from flightlog.query.trails import RECENT_HOSTS_SHOWN, STATUS_SQL, ListCursor
 from flightlog.schema.build_status import FINAL_STATUSES
+from flightlog.schema.refusal import Refusal
 from flightlog.schema.store import Store
-from flightlog.web.errors import ApiError
 
 RECORD_FIELDS = ("repo", "branch", "commit", "author", "pipeline", "url", "environment", "version")
 HISTORY_MAX = 500
@@ -125,7 +126,7 @@ def summary(
     rec = record(store, tenant, kind, entity_id)
     try:
         body = trails.summary(store, tenant, kind, entity_id, gone_after_s)
-    except ApiError as exc:
+    except Refusal as exc:
         if exc.status != 404 or rec is None:
             raise
         body = {k.column: entity_id, "status": "", "first_ts": rec["started_ts"], "last_ts": rec["last_event_ts"],

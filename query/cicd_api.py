@@ -13,9 +13,10 @@ import orjson
 from aiohttp import web
 from flightlog.query import build_diff
 from flightlog.query.lines import parse_limit
-from flightlog.query.slots import run_query
-from flightlog.web.id_paths import ID_PATTERN, id_from_segment
-from flightlog.web.keys import SETTINGS, STORE, tenant_of
+from flightlog.query.slots_api import run_query
+from flightlog.schema.app_state import SETTINGS, STORE, tenant_of
+from flightlog.schema.id_paths import ID_PATTERN, id_from_segment
+from flightlog.schema.route_table import add_route
 
 
 def _json(body) -> web.Response:
@@ -50,5 +51,5 @@ async def deploy_diff_handler(request: web.Request) -> web.Response:
 
 
 def setup_cicd_query(app: web.Application) -> None:
-    app.router.add_get(f"/api/v1/builds/{{build_id:{ID_PATTERN}}}/diff", build_diff_handler)
-    app.router.add_get(f"/api/v1/deploys/{{deploy_id:{ID_PATTERN}}}/diff", deploy_diff_handler)
+    add_route(app, "GET", f"/api/v1/builds/{{build_id:{ID_PATTERN}}}/diff", build_diff_handler, scope="read")
+    add_route(app, "GET", f"/api/v1/deploys/{{deploy_id:{ID_PATTERN}}}/diff", deploy_diff_handler, scope="read")

@@ -1,6 +1,6 @@
 """Webhook secrets, per tenant: what GitHub signs its deliveries with, what GitLab sends as its token.
 
-They live where API keys live (flightlog.schema.keys explains why): `<data_dir>/hooks.json`
+They live where API keys live (flightlog.schema.api_keys explains why): `<data_dir>/hooks.json`
 (mode 0600, written under a lock and replaced atomically) with the embedded store, the
 `hook_secrets` table (migration 0071) with a ClickHouse server. Unlike an API key a GitHub
 secret is kept as given: checking an HMAC needs the secret itself, not a hash of it. A GitLab
@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from flightlog.schema.keys import KeyProblem, _now, check_new, hash_key
+from flightlog.schema.api_keys import KeyProblem, _now, check_new, hash_key
 
 PROVIDERS = ("github", "gitlab")
 HOOK_FILE_NAME = "hooks.json"

@@ -5,8 +5,9 @@ from __future__ import annotations
 from aiohttp import web
 from flightlog.query import pipelines
 from flightlog.query.build_records import record_filters
-from flightlog.query.slots import run_query
-from flightlog.web.keys import STORE, tenant_of
+from flightlog.query.slots_api import run_query
+from flightlog.schema.app_state import STORE, tenant_of
+from flightlog.schema.route_table import add_route
 from flightlog.web.pages import _page, render
 
 
@@ -20,4 +21,4 @@ async def pipelines_page(request: web.Request) -> web.Response:
 
 
 def setup_cicd_pages(app: web.Application) -> None:
-    app.router.add_get("/pipelines", pipelines_page)
+    add_route(app, "GET", "/pipelines", pipelines_page, scope="read")

@@ -20,8 +20,8 @@ import argparse
 import sys
 
 import orjson
+from flightlog.schema.api_keys import KeyProblem
 from flightlog.schema.hook_secrets import hook_source, new_hook_secret
-from flightlog.schema.keys import KeyProblem
 from flightlog.schema.settings import Settings, env_name
 
 

@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from flightlog.schema.build_status import STATUS_SYNONYMS, STATUSES
+from flightlog.schema.refusal import Refusal
 from flightlog.schema.store import Store
 
 KINDS = ("build", "deploy")
@@ -26,15 +27,6 @@ MAX_FIELD_CHARS = 2048
 # ts outside these bounds is a client's mistake (ms sent as s, a zero): refused, not stored
 MIN_TS_NS = 946_684_800 * 10**9  # 2000-01-01
 MAX_FUTURE_NS = 86_400 * 10**9  # a day ahead of this server's clock
-
-
-class EventRefused(Exception):
-    """The event (or the request carrying it) cannot be stored; status and reason for the client."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
 
 
 @dataclass(frozen=True)
@@ -71,22 +63,22 @@ def _ch_time(ns: int) -> str:
 
 
 def normalize_status(value: Any, what: str = "status") -> str:
-    """One of STATUSES from any known spelling; EventRefused(400) naming the choices otherwise."""
+    """One of STATUSES from any known spelling; Refusal(400) naming the choices otherwise."""
     if value is None or value == "":
         return ""
     if not isinstance(value, str):
-        raise EventRefused(400, f"{what}: expected a string, got {type(value).__name__}")
+        raise Refusal(400, f"{what}: expected a string, got {type(value).__name__}")
     status = STATUS_SYNONYMS.get(value.strip().lower())
     if status is None:
-        raise EventRefused(400, f"{what}: {value[:40]!r} is not one of {', '.join(STATUSES)}")
+        raise Refusal(400, f"{what}: {value[:40]!r} is not one of {', '.join(STATUSES)}")
     return status
 
 
 def check_id(kind: str, entity_id: str) -> str:
     if kind not in KINDS:
-        raise EventRefused(400, f"kind must be one of {', '.join(KINDS)}, not {kind!r}")
+        raise Refusal(400, f"kind must be one of {', '.join(KINDS)}, not {kind!r}")
     if not entity_id or len(entity_id) > MAX_ID_CHARS or any(ord(c) < 32 for c in entity_id):
-        raise EventRefused(400, f"{kind} id: 1 to {MAX_ID_CHARS} printable characters")
+        raise Refusal(400, f"{kind} id: 1 to {MAX_ID_CHARS} printable characters")
     return entity_id
 
 
@@ -109,9 +101,9 @@ def parse_ts(value: Any, now_ns: int, what: str = "ts") -> int:
     elif isinstance(value, str):
         ns = _rfc3339_ns(value)
     if ns is None:
-        raise EventRefused(400, f"{what}: {str(value)[:40]!r} is not an RFC 3339 time or an epoch number")
+        raise Refusal(400, f"{what}: {str(value)[:40]!r} is not an RFC 3339 time or an epoch number")
     if ns < MIN_TS_NS or ns > now_ns + MAX_FUTURE_NS:
-        raise EventRefused(400, f"{what}: {str(value)[:40]!r} is before 2000 or more than a day ahead")
+        raise Refusal(400, f"{what}: {str(value)[:40]!r} is before 2000 or more than a day ahead")
     return ns
 
 
@@ -135,15 +127,15 @@ def from_api(kind: str, entity_id: str, body: Any, now_ns: int, event_key: str |
     """The event a generic client posts to /api/v1/{kind}s/{id}/events (docs/cicd.md)."""
     check_id(kind, entity_id)
     if not isinstance(body, Mapping):
-        raise EventRefused(400, "the body must be one JSON object: {\"status\": \"success\", \"commit\": …}")
+        raise Refusal(400, "the body must be one JSON object: {\"status\": \"success\", \"commit\": …}")
     unknown = sorted(set(body) - API_FIELDS)
     if unknown:
-        raise EventRefused(400, f"unknown field(s) {', '.join(unknown)}; known: {', '.join(sorted(API_FIELDS))}")
+        raise Refusal(400, f"unknown field(s) {', '.join(unknown)}; known: {', '.join(sorted(API_FIELDS))}")
     values: dict[str, str] = {}
     for name in TEXT_FIELDS:
         value = body.get(name)
         if value is not None and not isinstance(value, str | int | float):
-            raise EventRefused(400, f"{name}: expected a string")
+            raise Refusal(400, f"{name}: expected a string")
         values[name] = clip(value)
     event = CiEvent(
         kind=kind,
@@ -164,7 +156,7 @@ def render_id(template: str, values: Mapping[str, Any], setting: str) -> str:
     """A build or deploy id from a template like `{repo}#{run_number}` (a setting; docs/cicd.md)."""
     missing = [name for name in _TEMPLATE_FIELD.findall(template) if values.get(name) in (None, "")]
     if missing:
-        raise EventRefused(
+        raise Refusal(
             400, f"{setting} {template!r} needs {', '.join(missing)}, which this event does not carry"
         )
     return _TEMPLATE_FIELD.sub(lambda m: str(values[m.group(1)]), template)

@@ -20,7 +20,8 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from flightlog.ingest.cicd.events import CiEvent, EventRefused, clip, parse_ts, render_id
+from flightlog.ingest.cicd.events import CiEvent, clip, parse_ts, render_id
+from flightlog.schema.refusal import Refusal
 
 EVENTS = ("workflow_run", "workflow_job", "check_run", "deployment", "deployment_status", "ping")
 SIGNATURE_HEADER = "X-Hub-Signature-256"
@@ -42,19 +43,19 @@ def signature_matches(secret: str, body: bytes, header: str) -> bool:
 
 
 def matching_tenant(secrets: Iterable[tuple[str, str]], body: bytes, header: str | None) -> str:
-    """The tenant whose secret signed the body, from (tenant, secret) pairs; EventRefused(401) else."""
+    """The tenant whose secret signed the body, from (tenant, secret) pairs; Refusal(401) else."""
     if not header:
-        raise EventRefused(401, f"unsigned: the request has no {SIGNATURE_HEADER} header; set a secret on the "
+        raise Refusal(401, f"unsigned: the request has no {SIGNATURE_HEADER} header; set a secret on the "
                                 "GitHub webhook and register it with `flightlog hooks add-github`")
     if not header.startswith("sha256="):
-        raise EventRefused(401, f"{SIGNATURE_HEADER} must be sha256=<hex digest>")
+        raise Refusal(401, f"{SIGNATURE_HEADER} must be sha256=<hex digest>")
     pairs = list(secrets)
     if not pairs:
-        raise EventRefused(401, "no GitHub webhook secret is configured on this server (`flightlog hooks add-github`)")
+        raise Refusal(401, "no GitHub webhook secret is configured on this server (`flightlog hooks add-github`)")
     # Every secret is tried, so the time taken does not tell which one came close.
     matched = [tenant for tenant, secret in pairs if signature_matches(secret, body, header)]
     if not matched:
-        raise EventRefused(401, f"{SIGNATURE_HEADER} does not match the body under any configured secret")
+        raise Refusal(401, f"{SIGNATURE_HEADER} does not match the body under any configured secret")
     return matched[0]
 
 
@@ -82,12 +83,12 @@ def parse(
 ) -> list[CiEvent]:
     """The CiEvents one webhook delivery carries ([] for ping and events flightlog does not read).
 
-    Raises EventRefused(400) when the payload lacks what the event must carry.
+    Raises Refusal(400) when the payload lacks what the event must carry.
     """
     if event not in EVENTS or event == "ping":
         return []
     if not isinstance(payload, Mapping):
-        raise EventRefused(400, "the payload must be a JSON object")
+        raise Refusal(400, "the payload must be a JSON object")
     repo = clip(_get(payload, "repository", "full_name"))
     key = {"event_key": f"github:{delivery}"} if delivery else {}
 
@@ -163,6 +164,6 @@ def parse(
 def _require(payload: Mapping[str, Any], name: str) -> Mapping[str, Any]:
     value = payload.get(name)
     if not isinstance(value, Mapping):
-        raise EventRefused(400, f"the payload has no {name} object")
+        raise Refusal(400, f"the payload has no {name} object")
     return value
 

@@ -19,8 +19,9 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
-from flightlog.ingest.cicd.events import CiEvent, EventRefused, clip, parse_ts, render_id
-from flightlog.schema.keys import hash_key
+from flightlog.ingest.cicd.events import CiEvent, clip, parse_ts, render_id
+from flightlog.schema.api_keys import hash_key
+from flightlog.schema.refusal import Refusal
 
 TOKEN_HEADER = "X-Gitlab-Token"
 EVENTS = ("Pipeline Hook", "Job Hook", "Deployment Hook")
@@ -33,17 +34,17 @@ STATES = {"created": "queued", "waiting_for_resource": "queued", "preparing": "q
 
 
 def matching_tenant(tokens: Iterable[tuple[str, str]], token: str | None) -> str:
-    """The tenant whose token (stored as its SHA-256) was sent; EventRefused(401) otherwise."""
+    """The tenant whose token (stored as its SHA-256) was sent; Refusal(401) otherwise."""
     if not token:
-        raise EventRefused(401, f"unsigned: the request has no {TOKEN_HEADER} header; set a secret token on the "
+        raise Refusal(401, f"unsigned: the request has no {TOKEN_HEADER} header; set a secret token on the "
                                 "GitLab webhook and register it with `flightlog hooks add-gitlab`")
     pairs = list(tokens)
     if not pairs:
-        raise EventRefused(401, "no GitLab webhook token is configured on this server (`flightlog hooks add-gitlab`)")
+        raise Refusal(401, "no GitLab webhook token is configured on this server (`flightlog hooks add-gitlab`)")
     sent = hash_key(token.strip()).encode()
     matched = [tenant for tenant, stored in pairs if hmac.compare_digest(sent, stored.encode())]
     if not matched:
-        raise EventRefused(401, f"{TOKEN_HEADER} matches no configured token")
+        raise Refusal(401, f"{TOKEN_HEADER} matches no configured token")
     return matched[0]
 
 
@@ -92,7 +93,7 @@ def parse(
     if hook is None:
         return []
     if not isinstance(payload, Mapping):
-        raise EventRefused(400, "the payload must be a JSON object")
+        raise Refusal(400, "the payload must be a JSON object")
     key = {"event_key": f"gitlab:{delivery}"} if delivery else {}
     project = _project_path(payload)
     project_id = _get(payload, "project", "id") or payload.get("project_id")
@@ -100,7 +101,7 @@ def parse(
     if hook == "Pipeline Hook":
         attrs = payload.get("object_attributes")
         if not isinstance(attrs, Mapping):
-            raise EventRefused(400, "the payload has no object_attributes object")
+            raise Refusal(400, "the payload has no object_attributes object")
         values = {"pipeline_id": attrs.get("id"), "pipeline_iid": attrs.get("iid"), "project": project,
                   "project_id": project_id}
         return [CiEvent(

@@ -9,7 +9,7 @@ from importlib import resources
 
 import pytest
 from flightlog.ingest.cicd.events import STATUS_SYNONYMS
-from flightlog.schema.keys import KeyFile, new_key
+from flightlog.schema.api_keys import KeyFile, new_key
 from flightlog.schema.migrate import apply_migrations
 from flightlog.web.server import create_app
 

@@ -91,16 +91,16 @@ def test_against_last_success_an_id_and_the_refusals(store):
     assert build_diff.build_diff(store, "default", "cur-2", "last-success")["against"] == "base-1"
     reverse = build_diff.build_diff(store, "default", "base-1", "cur-2")
     assert {t["template"] for t in reverse["new"]} == {t for t, *_ in PLANTED_GONE}
-    from flightlog.web.errors import ApiError
+    from flightlog.schema.refusal import Refusal
 
-    with pytest.raises(ApiError) as exc:
+    with pytest.raises(Refusal) as exc:
         build_diff.build_diff(store, "default", "base-1", "previous")
     assert exc.value.status == 404 and "no earlier build" in exc.value.message
-    with pytest.raises(ApiError) as exc:
+    with pytest.raises(Refusal) as exc:
         build_diff.build_diff(store, "default", "cur-2", "nope")
     assert exc.value.status == 404
     insert(store, [make_line(build_id="no-record")])
-    with pytest.raises(ApiError) as exc:
+    with pytest.raises(Refusal) as exc:
         build_diff.build_diff(store, "default", "no-record", "previous")
     assert exc.value.status == 400 and "no CI record" in exc.value.message
 

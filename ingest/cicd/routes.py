@@ -21,10 +21,14 @@ from urllib.parse import parse_qs
 import orjson
 from aiohttp import web
 from flightlog.ingest.cicd import github, gitlab
-from flightlog.ingest.cicd.events import CiEvent, EventRefused, from_api, store_events
+from flightlog.ingest.cicd.events import CiEvent, from_api, store_events
+from flightlog.ingest.pipeline import LIMITS, read_body
+from flightlog.schema.app_state import SETTINGS, STORE, tenant_of
+from flightlog.schema.executor import run_in_store_thread
 from flightlog.schema.hook_secrets import HookSecrets, hook_source
-from flightlog.web.id_paths import ID_PATTERN, id_from_segment
-from flightlog.web.keys import SETTINGS, STORE, tenant_of
+from flightlog.schema.id_paths import ID_PATTERN, id_from_segment
+from flightlog.schema.refusal import Refusal
+from flightlog.schema.route_table import add_route
 
 HOOKS = web.AppKey("hook_secrets", HookSecrets)
 # GitHub caps a delivery at 25 MB; GitLab's are smaller. A CI event needs far less.
@@ -35,10 +39,13 @@ WEBHOOK_PATHS = ("/hooks/github", "/hooks/gitlab")
 
 def setup_cicd_ingest(app: web.Application) -> None:
     app.cleanup_ctx.append(_hooks_context)
-    app.router.add_post("/hooks/github", github_hook)
-    app.router.add_post("/hooks/gitlab", gitlab_hook)
-    app.router.add_post(f"/api/v1/builds/{{build_id:{ID_PATTERN}}}/events", _events_handler("build"))
-    app.router.add_post(f"/api/v1/deploys/{{deploy_id:{ID_PATTERN}}}/events", _events_handler("deploy"))
+    # webhooks carry no API key: the secret that verifies a delivery names its tenant
+    add_route(app, "POST", "/hooks/github", github_hook, scope="public")
+    add_route(app, "POST", "/hooks/gitlab", gitlab_hook, scope="public")
+    add_route(app, "POST", f"/api/v1/builds/{{build_id:{ID_PATTERN}}}/events", _events_handler("build"),
+              scope="ingest", budget="ingest")
+    add_route(app, "POST", f"/api/v1/deploys/{{deploy_id:{ID_PATTERN}}}/events", _events_handler("deploy"),
+              scope="ingest", budget="ingest")
 
 
 async def _hooks_context(app: web.Application) -> AsyncIterator[None]:
@@ -46,22 +53,18 @@ async def _hooks_context(app: web.Application) -> AsyncIterator[None]:
     yield
 
 
-async def _off_loop(fn, *args):
-    return await asyncio.get_running_loop().run_in_executor(None, fn, *args)
-
-
 async def _read(request: web.Request, limit: int) -> bytes:
     if request.content_length is not None and request.content_length > limit:
-        raise EventRefused(413, f"the body is larger than {limit} bytes")
+        raise Refusal(413, f"the body is larger than {limit} bytes")
     try:
         async with asyncio.timeout(request.app[SETTINGS].body_timeout):
             body = await request.read()  # bounded by the app's client_max_size as well
     except TimeoutError:
-        raise EventRefused(408, "the request body did not arrive in time") from None
+        raise Refusal(408, "the request body did not arrive in time") from None
     except web.HTTPRequestEntityTooLarge:
-        raise EventRefused(413, f"the body is larger than {limit} bytes") from None
+        raise Refusal(413, f"the body is larger than {limit} bytes") from None
     if len(body) > limit:
-        raise EventRefused(413, f"the body is larger than {limit} bytes")
+        raise Refusal(413, f"the body is larger than {limit} bytes")
     return body
 
 
@@ -73,11 +76,11 @@ def _json_body(body: bytes, content_type: str) -> object:
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError as exc:
-        raise EventRefused(400, f"the body is not JSON: {exc}") from None
+        raise Refusal(400, f"the body is not JSON: {exc}") from None
 
 
-def _refusal(exc: EventRefused) -> web.Response:
-    return web.json_response({"error": exc.message}, status=exc.status)
+def _refusal(exc: Refusal) -> web.Response:
+    return web.json_response({"error": exc.message}, status=exc.status, headers=exc.headers())
 
 
 def _stored(events: list[CiEvent]) -> web.Response:
@@ -92,7 +95,7 @@ async def github_hook(request: web.Request) -> web.Response:
     settings = request.app[SETTINGS]
     try:
         body = await _read(request, MAX_HOOK_BODY_BYTES)
-        pairs = await _off_loop(request.app[HOOKS].pairs, "github")
+        pairs = await run_in_store_thread(request.app[HOOKS].pairs, "github")
         tenant = github.matching_tenant(pairs, body, request.headers.get(github.SIGNATURE_HEADER))
         event = request.headers.get("X-GitHub-Event", "")
         payload = _json_body(body, request.content_type)
@@ -104,8 +107,8 @@ async def github_hook(request: web.Request) -> web.Response:
                                                  f"it reads {', '.join(github.EVENTS)}"}, status=202)
         events = github.parse(event, payload, settings.github_build_id, settings.github_deploy_id,
                               request.headers.get("X-GitHub-Delivery", ""))
-        await _off_loop(store_events, request.app[STORE], tenant, events)
-    except EventRefused as exc:
+        await run_in_store_thread(store_events, request.app[STORE], tenant, events)
+    except Refusal as exc:
         return _refusal(exc)
     return _stored(events)
 
@@ -114,7 +117,7 @@ async def gitlab_hook(request: web.Request) -> web.Response:
     settings = request.app[SETTINGS]
     try:
         body = await _read(request, MAX_HOOK_BODY_BYTES)
-        pairs = await _off_loop(request.app[HOOKS].pairs, "gitlab")
+        pairs = await run_in_store_thread(request.app[HOOKS].pairs, "gitlab")
         tenant = gitlab.matching_tenant(pairs, request.headers.get(gitlab.TOKEN_HEADER))
         payload = _json_body(body, request.content_type)
         event = request.headers.get("X-Gitlab-Event", "")
@@ -123,8 +126,8 @@ async def gitlab_hook(request: web.Request) -> web.Response:
                                                  f"it reads {', '.join(gitlab.EVENTS)}"}, status=202)
         events = gitlab.parse(event, payload, settings.gitlab_build_id, settings.gitlab_deploy_id,
                               request.headers.get("X-Gitlab-Event-UUID", ""))
-        await _off_loop(store_events, request.app[STORE], tenant, events)
-    except EventRefused as exc:
+        await run_in_store_thread(store_events, request.app[STORE], tenant, events)
+    except Refusal as exc:
         return _refusal(exc)
     return _stored(events)
 
@@ -134,13 +137,15 @@ def _events_handler(kind: str):
 
     async def handler(request: web.Request) -> web.Response:
         try:
-            body = await _read(request, MAX_API_BODY_BYTES)
+            body = await read_body(request, request.app[LIMITS])  # gzip'd bodies too, like /api/v1/logs
+            if len(body) > MAX_API_BODY_BYTES:
+                raise Refusal(413, f"an event is at most {MAX_API_BODY_BYTES} bytes")
             payload = _json_body(body, "application/json")
             key = request.headers.get("Idempotency-Key", "")
             event = from_api(kind, id_from_segment(request.match_info[column]), payload, time.time_ns(),
                              f"api:{key[:128]}" if key else None)
-            await _off_loop(store_events, request.app[STORE], tenant_of(request), [event])
-        except EventRefused as exc:
+            await run_in_store_thread(store_events, request.app[STORE], tenant_of(request), [event])
+        except Refusal as exc:
             return _refusal(exc)
         return _stored([event])
 
