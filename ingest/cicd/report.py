@@ -12,9 +12,9 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Mapping
-from urllib.parse import quote
 
 import orjson
+from flightlog.schema.id_paths import id_segment
 
 RETRY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
 
@@ -56,7 +56,7 @@ def post_event(
 ) -> dict:
     """POST one event; retries 429/5xx and connection errors (honouring Retry-After) until
     `max_retry_seconds`. Raises RuntimeError with the server's reason when it is refused."""
-    endpoint = f"{url.rstrip('/')}/api/v1/{kind}s/{quote(entity_id, safe='')}/events"
+    endpoint = f"{url.rstrip('/')}/api/v1/{kind}s/{id_segment(entity_id)}/events"
     headers = {"Content-Type": "application/json"}
     if api_key:
         headers["Authorization"] = f"Bearer {api_key}"
