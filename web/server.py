@@ -11,10 +11,12 @@ import warnings
 from collections.abc import AsyncIterator, Iterable
 
 from aiohttp import web
+from flightlog.ingest.cicd.routes import setup_cicd_ingest
 from flightlog.ingest.metrics import metrics_tenant
 from flightlog.ingest.routes import setup_ingest
 from flightlog.query.alerts.api import setup_alerts
 from flightlog.query.api import setup_query_api
+from flightlog.query.cicd_api import setup_cicd_query
 from flightlog.query.slots_api import setup_query_slots
 from flightlog.schema.app_state import BATCHER, EXTRAS, SETTINGS, STORE
 from flightlog.schema.executor import run_in_store_thread
@@ -24,6 +26,7 @@ from flightlog.schema.settings import Settings
 from flightlog.schema.store import Store, StoreError
 from flightlog.web.alerts_pages import setup_alert_pages
 from flightlog.web.auth import auth_middleware, setup_auth
+from flightlog.web.cicd_pages import setup_cicd_pages
 from flightlog.web.errors import error_middleware
 from flightlog.web.pages import setup_pages
 from flightlog.web.search_pages import setup_search_pages
@@ -57,10 +60,13 @@ def create_app(
     add_route(app, "GET", "/readyz", readyz, scope="public")
     if "ingest" in roles:
         setup_ingest(app)
+        setup_cicd_ingest(app)
     if "query" in roles:
         setup_query_api(app)
+        setup_cicd_query(app)
         setup_alerts(app)  # the rule evaluator runs where queries run
         setup_pages(app)
+        setup_cicd_pages(app)
         setup_search_pages(app)  # /search, /tail, /sql
         setup_alert_pages(app)  # /alerts
     if "/metrics" not in {r.canonical for r in app.router.resources()}:
