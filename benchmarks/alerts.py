@@ -103,7 +103,9 @@ async def main() -> None:
     work = args.data_dir or Path(tempfile.mkdtemp(prefix="flightlog-alerts-bench-"))
     store = EmbeddedStore(work / "data")
     apply_migrations(store, 30)
-    print(f"load: {args.rows:,} rows in {generate(store, args.rows):.1f} s", flush=True)
+    seconds = generate(store, args.rows)
+    errors = store.query("SELECT count(), countIf(level = 'error') FROM logs").rows[0]
+    print(f"load: {int(errors[0]):,} rows ({int(errors[1]):,} errors) in {seconds:.1f} s", flush=True)
 
     # the webhook receiver: when each probe's alert arrives
     arrivals: dict[str, float] = {}

@@ -2,7 +2,7 @@
 
 A segment (flightlog.ingest.wal) is a run of chunks, each a header line (tenant, arrival
 time, defaults) followed by its wire lines, every line tagged with the chunk's number
-(normalize.CHUNK_KEY). `append` returns once the chunk is durable (group commit), so a 2xx
+(insert_sql.CHUNK_KEY). `append` returns once the chunk is durable (group commit), so a 2xx
 after it is a promise. The segment is sealed when it holds `batch_max_lines` lines or its
 first line is `batch_max_age_ms` old, inserted by the engine straight from disk under the
 segment's id as deduplication token, and deleted once the insert succeeded (the checkpoint).
@@ -15,14 +15,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import re
 import time
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import orjson
 from flightlog.ingest.chunk import Chunk
-from flightlog.ingest.normalize import (
+from flightlog.ingest.insert_sql import (
     DEFAULTABLE,
     FLAT_READ_SETTINGS,
     HEADER_KEY,
@@ -30,6 +33,7 @@ from flightlog.ingest.normalize import (
     select_rows_sql,
 )
 from flightlog.ingest.wal import Segment, Wal, WalFull, segment_kind, segment_number
+from flightlog.schema.publish import PENDING_TABLE, Publisher
 from flightlog.schema.store import Store, StoreError
 
 __all__ = ["Batch", "Batcher", "WalFull", "insert_template"]
@@ -37,6 +41,8 @@ __all__ = ["Batch", "Batcher", "WalFull", "insert_template"]
 log = logging.getLogger("flightlog.ingest")
 
 HEADER_PREFIX = b'{"\\u0001h":'
+TAG_PREFIX = b'{"\\u0001c":'
+_TAG = re.compile(rb'\{"\\u0001c":(\d+),')
 _HEADER_SQL = "{\"\\\\u0001h\":"
 # Rows in one batch share the batch's sequence base; the low bits count rows within it.
 SEQ_ROW_BITS = 20
@@ -48,6 +54,27 @@ INSERT_SETTINGS = {
     "deduplicate_blocks_in_dependent_materialized_views": 1,
     "max_insert_threads": 1,
 }
+# Engine errors that say "this data cannot be stored", not "the store is not there": parse,
+# type, range and overflow errors. A batch refused with one of them is bisected and the lines
+# that still fail alone are quarantined (every other error is an outage: retried as a whole).
+CONTENT_ERROR_CODES = frozenset({
+    6,    # CANNOT_PARSE_TEXT
+    25,   # CANNOT_PARSE_ESCAPE_SEQUENCE
+    26,   # CANNOT_PARSE_QUOTED_STRING
+    27,   # CANNOT_PARSE_INPUT_ASSERTION_FAILED
+    32,   # ATTEMPT_TO_READ_AFTER_EOF
+    33,   # CANNOT_READ_ALL_DATA
+    38,   # CANNOT_PARSE_DATE
+    41,   # CANNOT_PARSE_DATETIME
+    53,   # TYPE_MISMATCH
+    69,   # ARGUMENT_OUT_OF_BOUND
+    70,   # CANNOT_CONVERT_TYPE
+    72,   # CANNOT_PARSE_NUMBER
+    117,  # INCORRECT_DATA
+    321,  # VALUE_IS_OUT_OF_RANGE_OF_DATA_TYPE
+    407,  # DECIMAL_OVERFLOW ("Convert overflow")
+})
+QUARANTINE_REASON_CHARS = 300
 RETRY_FIRST_DELAY = 0.1
 RETRY_MAX_DELAY = 10.0
 STOP_TIMEOUT = 60.0
@@ -57,11 +84,13 @@ FLAT_KIND = "f"  # segments of simple lines, read by the engine's JSON reader
 
 
 def insert_template(flat: bool = False) -> str:
+    # Into logs_pending: the lines reach `logs` (become searchable) once their trail and
+    # summaries hold them (flightlog.schema.publish).
     if flat:
         source = f"(SELECT * FROM {{source}} WHERE `{HEADER_KEY}` IS NULL)"
-        return "INSERT INTO logs {settings} " + select_rows_sql(source, flat=True)
+        return f"INSERT INTO {PENDING_TABLE} {{settings}} " + select_rows_sql(source, flat=True)
     source = f"(SELECT line FROM {{source}} WHERE NOT startsWith(line, '{_HEADER_SQL}'))"
-    return "INSERT INTO logs {settings} " + select_rows_sql(source)
+    return f"INSERT INTO {PENDING_TABLE} {{settings}} " + select_rows_sql(source)
 
 
 @dataclass(eq=False)
@@ -75,21 +104,36 @@ class Batch:
     tenants: list[str] = field(default_factory=list)
     observed: list[int] = field(default_factory=list)
     defaults: dict[str, list[str]] = field(default_factory=lambda: {f: [] for f in DEFAULTABLE})
+    keys: list[tuple[str, str, int]] = field(default_factory=list)  # (tenant, idempotency key, lines)
 
     def add_chunk(self, chunk: Chunk) -> bytes:
-        """Record the chunk's header values; return the bytes to append to the file."""
+        """Record the chunk's header values; return the bytes to append to the file.
+
+        The header carries the chunk's own number `n` (the index its lines are tagged with),
+        its line count `c` and its idempotency key `k`: a replay maps lines to headers by that
+        number and drops a chunk whose lines are not all there (flightlog.ingest.wal)."""
         self.tenants.append(chunk.tenant)
         self.observed.append(chunk.observed_ns)
         for name in DEFAULTABLE:
             self.defaults[name].append(chunk.defaults.get(name, ""))
         index = len(self.tenants)
         self.lines += chunk.count
-        header = HEADER_PREFIX + b"1," + orjson.dumps(
-            {"n": index, "tenant": chunk.tenant, "observed": chunk.observed_ns, "defaults": chunk.defaults}
-        )[1:]
+        meta = {"n": index, "tenant": chunk.tenant, "observed": chunk.observed_ns, "defaults": chunk.defaults,
+                "c": chunk.count}
+        if chunk.idempotency_key:
+            meta["k"] = chunk.idempotency_key
+        header = HEADER_PREFIX + b"1," + orjson.dumps(meta)[1:]
         tag = b'{"\\u0001c":%d,' % index
         body = tag + chunk.lines[1:].replace(b"\n{", b"\n" + tag)
         return header + b"\n" + body + b"\n"
+
+    def undo_chunk(self, chunk: Chunk) -> None:
+        """Forget the last chunk added (its bytes never reached the file)."""
+        self.tenants.pop()
+        self.observed.pop()
+        for name in DEFAULTABLE:
+            self.defaults[name].pop()
+        self.lines -= chunk.count
 
     def params(self) -> dict[str, object]:
         params: dict[str, object] = {
@@ -107,19 +151,62 @@ class Batch:
 
     @classmethod
     def from_file(cls, path: Path) -> Batch:
-        """Rebuild a sealed batch's parameters from the headers in its file."""
+        """Rebuild a sealed batch's parameters from the headers in its file.
+
+        Lines are mapped to their header by the chunk number both carry, never by position.
+        A chunk whose header is missing, or whose lines are not all there (a write torn by
+        a full disk or a crash), was never acknowledged: the file is rewritten without it."""
         batch = cls(number=segment_number(path), path=path, flat=segment_kind(path) == FLAT_KIND)
+        headers: dict[int, dict] = {}
+        counts: Counter[int] = Counter()
+        whole = True
         with path.open("rb") as f:
             for line in f:
-                if line.startswith(HEADER_PREFIX):
+                if not line.endswith(b"\n"):
+                    whole = False  # a torn last line
+                elif line.startswith(HEADER_PREFIX):
                     header = orjson.loads(line)
-                    batch.tenants.append(header["tenant"])
-                    batch.observed.append(header["observed"])
-                    for name in DEFAULTABLE:
-                        batch.defaults[name].append(header["defaults"].get(name, ""))
+                    headers[header["n"]] = header
+                elif (match := _TAG.match(line)) is not None:
+                    counts[int(match.group(1))] += 1
                 elif line.strip():
-                    batch.lines += 1
+                    whole = False  # a line without its tag: a fragment
+        complete = {n for n, h in headers.items() if counts[n] == h.get("c", counts[n]) and counts[n] > 0}
+        if not whole or complete != set(headers) or set(counts) - complete:
+            log.warning("%s holds a torn or orphaned chunk; keeping only its whole chunks", path.name)
+            _keep_chunks(path, complete)
+        for n in range(1, max(complete, default=0) + 1):
+            header = headers.get(n) if n in complete else None
+            batch.tenants.append(header["tenant"] if header else "")
+            batch.observed.append(header["observed"] if header else 0)
+            for name in DEFAULTABLE:
+                batch.defaults[name].append(header["defaults"].get(name, "") if header else "")
+            if header and header.get("k"):
+                batch.keys.append((header["tenant"], header["k"], header.get("c", counts[n])))
+        batch.lines = sum(counts[n] for n in complete)
         return batch
+
+
+def _keep_chunks(path: Path, keep: set[int]) -> None:
+    """Rewrite a segment with only the whole lines of the chunks in `keep` (atomically)."""
+    tmp = path.with_name(path.name + ".tmp")
+    with path.open("rb") as src, tmp.open("wb") as dst:
+        for line in src:
+            if not line.endswith(b"\n"):
+                continue
+            if line.startswith(HEADER_PREFIX):
+                if orjson.loads(line)["n"] in keep:
+                    dst.write(line)
+            elif (match := _TAG.match(line)) is not None and int(match.group(1)) in keep:
+                dst.write(line)
+        dst.flush()
+        os.fsync(dst.fileno())
+    os.replace(tmp, path)
+
+
+def is_content_error(exc: StoreError) -> bool:
+    """The engine refused the data itself (see CONTENT_ERROR_CODES), not an outage."""
+    return exc.code in CONTENT_ERROR_CODES
 
 
 class Batcher:
@@ -152,6 +239,7 @@ class Batcher:
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
         self._inserts = ThreadPoolExecutor(max_workers=inserts_in_flight, thread_name_prefix="insert")
+        self._publisher = Publisher(store)
         self._pending = 0
         self._drained = asyncio.Event()
         self._drained.set()
@@ -159,13 +247,15 @@ class Batcher:
         self._stopping = False
         self._in_flight: set[asyncio.Future] = set()
         self._slot_free = asyncio.Event()
-        self.stats = {"lines_inserted": 0, "batches_inserted": 0, "insert_errors": 0}
+        self.stats = {"lines_inserted": 0, "batches_inserted": 0, "insert_errors": 0, "lines_quarantined": 0}
+        self.replayed_keys: list[tuple[str, str, int]] = []  # idempotency keys found in the WAL at start
 
     async def start(self) -> None:
         replayed = self.wal.recover()
         self.wal.start()
         for path in replayed:
             batch = Batch.from_file(path)
+            self.replayed_keys.extend(batch.keys)
             segment = Segment(number=batch.number, path=path, size=path.stat().st_size, new=False)
             segment.closed.set()
             batch.segment = segment
@@ -183,9 +273,18 @@ class Batcher:
         batch = self._current.get(chunk.simple) or self._open_batch(chunk.simple)
         data = batch.add_chunk(chunk)
         if not self.wal.has_room(len(data)):
-            self._undo_chunk(batch, chunk)
+            batch.undo_chunk(chunk)
             raise WalFull(f"the write-ahead log holds {self.wal.bytes} bytes, its limit")
-        self.wal.write(batch.segment, data)
+        try:
+            self.wal.write(batch.segment, data)
+        except OSError:
+            # Nothing of the chunk stays: the WAL cut its bytes off again (or, if it could
+            # not, the segment is sealed here and a replay drops the torn chunk); the header
+            # list forgets it too, so the next chunk's number matches its header.
+            batch.undo_chunk(chunk)
+            if batch.segment.torn:
+                self._seal(batch)
+            raise
         if batch.lines >= self.max_lines:
             self._seal(batch)
         else:
@@ -222,14 +321,6 @@ class Batcher:
         batch = Batch(number=segment.number, path=segment.path, segment=segment, flat=flat)
         self._current[flat] = batch
         return batch
-
-    @staticmethod
-    def _undo_chunk(batch: Batch, chunk: Chunk) -> None:
-        batch.tenants.pop()
-        batch.observed.pop()
-        for name in DEFAULTABLE:
-            batch.defaults[name].pop()
-        batch.lines -= chunk.count
 
     def _seal(self, batch: Batch) -> None:
         del self._current[batch.flat]
@@ -297,13 +388,29 @@ class Batcher:
 
     async def _insert_with_retry(self, loop: asyncio.AbstractEventLoop, batch: Batch) -> None:
         await batch.segment.closed.wait()
+        if batch.segment.torn:  # a write failed and could not be cut off: keep the whole chunks
+            segment, batch = batch.segment, Batch.from_file(batch.path)
+            segment.size = batch.path.stat().st_size if batch.path.exists() else 0
+            batch.segment = segment
         delay = RETRY_FIRST_DELAY
+        bisect = False
         while True:
             started = time.monotonic()
             try:
-                await loop.run_in_executor(self._inserts, self._insert, batch)
+                if bisect:
+                    quarantined = await loop.run_in_executor(self._inserts, self._insert_bisecting, batch)
+                    self._quarantined(batch, quarantined)
+                else:
+                    await loop.run_in_executor(self._inserts, self._insert, batch)
                 break
             except StoreError as exc:
+                if is_content_error(exc) and not bisect:
+                    # The data, not the store: split the batch to find the lines it refuses.
+                    log.warning("the store refused %s for its content; bisecting it: %s",
+                                batch.path.name, str(exc)[:200])
+                    bisect = True
+                    continue
+                bisect = False
                 self.stats["insert_errors"] += 1
                 self.store_failing = True
                 if self.metrics is not None:
@@ -324,13 +431,73 @@ class Batcher:
         self.stats["batches_inserted"] += 1
         self._done()
 
+    def _quarantined(self, batch: Batch, count: int) -> None:
+        if count:
+            self.stats["lines_quarantined"] += count
+            if self.metrics is not None:
+                self.metrics.lines_quarantined += count
+            log.warning("%d lines of %s quarantined; the rest of the batch is stored", count, batch.path.name)
+
+    def _insert_bisecting(self, batch: Batch) -> int:
+        """Insert the batch in halves, down to single lines; a line the store refuses alone
+        goes to the `quarantine` table. Every part has its own token derived from the batch's,
+        so a replay after a crash mid-way splits the same way and stores each part once.
+        Raises StoreError on an outage (the caller retries the whole batch later)."""
+        headers: list[bytes] = []
+        body: list[bytes] = []
+        with batch.path.open("rb") as f:
+            for line in f:
+                (headers if line.startswith(HEADER_PREFIX) else body).append(line)
+        refused: list[tuple[int, StoreError]] = []
+        ranges = [(0, len(body))]
+        while ranges:
+            lo, hi = ranges.pop()
+            try:
+                self._insert_part(batch, headers, body, lo, hi)
+            except StoreError as exc:
+                if not is_content_error(exc):
+                    raise
+                if hi - lo == 1:
+                    refused.append((lo, exc))
+                else:
+                    mid = (lo + hi) // 2
+                    ranges += [(mid, hi), (lo, mid)]
+        if refused:
+            rows = []
+            for line_no, exc in refused:
+                line = body[line_no]
+                match = _TAG.match(line)
+                n = int(match.group(1)) if match else 0
+                tenant = batch.tenants[n - 1] if 0 < n <= len(batch.tenants) else ""
+                raw = b"{" + line[match.end():] if match else line
+                reason = " ".join(str(exc).split())[:QUARANTINE_REASON_CHARS]
+                rows.append({"tenant": tenant, "segment": batch.token, "line_no": line_no,
+                             "raw": raw.rstrip(b"\n").decode("utf-8", "replace"), "reason": reason})
+            self.store.insert_rows("quarantine", rows)
+        return len(refused)
+
+    def _insert_part(self, batch: Batch, headers: list[bytes], body: list[bytes], lo: int, hi: int) -> None:
+        part = batch.path.with_name(f"{batch.path.name}.{lo}-{hi}.tmp")
+        try:
+            with part.open("wb") as f:
+                f.writelines(headers)
+                f.writelines(body[lo:hi])
+            params = {**batch.params(), "seq_base": (batch.number << SEQ_ROW_BITS) + lo}
+            self._run_insert(batch, part, params, f"{batch.token}-{lo}-{hi}")
+        finally:
+            part.unlink(missing_ok=True)
+
     def _insert(self, batch: Batch) -> None:
-        settings = {**INSERT_SETTINGS, "insert_deduplication_token": batch.token}
+        self._run_insert(batch, batch.path, batch.params(), batch.token)
+
+    def _run_insert(self, batch: Batch, path: Path, params: dict[str, object], token: str) -> None:
+        settings = {**INSERT_SETTINGS, "insert_deduplication_token": token}
         # Tenants and defaults come from clients: they travel as query parameters, never as
         # SQL text (the embedded store binds them on a connection of the calling thread).
-        sql, params = self._templates[batch.flat], batch.params()
+        sql = self._templates[batch.flat]
         if batch.flat:
-            self.store.insert_lines(sql, batch.path, params, {**settings, **FLAT_READ_SETTINGS},
-                                    fmt="JSONEachRow", structure=self._flat_structure)
+            self._publisher.insert(lambda: self.store.insert_lines(
+                sql, path, params, {**settings, **FLAT_READ_SETTINGS},
+                fmt="JSONEachRow", structure=self._flat_structure))
         else:
-            self.store.insert_lines(sql, batch.path, params, settings)
+            self._publisher.insert(lambda: self.store.insert_lines(sql, path, params, settings))

@@ -1,4 +1,4 @@
-"""Limits on what one request may carry, and the errors a client reads when it goes past them."""
+"""Limits on what one request may carry (the refusals when it goes past them are flightlog.schema.refusal)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from flightlog.schema.settings import Settings
 
 MAX_ERRORS_LISTED = 100
+DEFAULT_RETENTION_DAYS = Settings.retention_days
 
 
 @dataclass(frozen=True)
@@ -14,16 +15,18 @@ class Limits:
     max_body_bytes: int
     max_line_bytes: int
     max_attributes: int
+    # Lines older than this are refused: the store's TTL would drop them right after the 2xx.
+    retention_days: int = DEFAULT_RETENTION_DAYS
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Limits:
-        return cls(settings.max_body_bytes, settings.max_line_bytes, settings.max_attributes)
+        return cls(settings.max_body_bytes, settings.max_line_bytes, settings.max_attributes, settings.retention_days)
 
 
-class IngestError(Exception):
-    """The request as a whole is refused; status and message go back to the client."""
+@dataclass(frozen=True)
+class Problem:
+    """Why one line is refused: `reason` is the metric label (flightlog.ingest.metrics),
+    `message` what the client reads next to the line's number."""
 
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
+    reason: str
+    message: str

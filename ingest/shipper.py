@@ -13,6 +13,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import urlencode
@@ -123,10 +124,13 @@ class Shipper:
 
     def _send(self, lines: list[bytes]) -> None:
         body = gzip.compress(b"\n".join(lines), compresslevel=5)
+        # One key per batch, the same on every retry: a try that was stored but whose answer
+        # was lost is not stored again (flightlog.ingest.idempotency).
+        key = uuid.uuid4().hex
         deadline = time.monotonic() + self.max_retry_seconds
         delay = 0.5
         while True:
-            status, retry_after, detail = self._post(body)
+            status, retry_after, detail = self._post(body, key)
             if 200 <= status < 300:
                 self.sent += len(lines)
                 return
@@ -140,8 +144,9 @@ class Shipper:
             time.sleep(wait)
             delay = min(delay * 2, 30.0)
 
-    def _post(self, body: bytes) -> tuple[int, float | None, str]:
-        request = urllib.request.Request(self.endpoint, data=body, headers=self.headers, method="POST")
+    def _post(self, body: bytes, key: str) -> tuple[int, float | None, str]:
+        headers = {**self.headers, "Idempotency-Key": key}
+        request = urllib.request.Request(self.endpoint, data=body, headers=headers, method="POST")
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as response:
                 response.read()

@@ -42,12 +42,8 @@ class Segment:
     dirty: bool = False
     sealed: bool = False
     new: bool = True  # its directory entry is not yet synced
+    torn: bool = False  # a failed write could not be cut off: write no more to it
     closed: asyncio.Event = field(default_factory=asyncio.Event)
-
-    @property
-    def token(self) -> str:
-        """The segment's stable id: its file name without the suffix."""
-        return self.path.name[: -len(SEGMENT_SUFFIX)]
 
 
 def segment_number(path: Path) -> int:
@@ -78,6 +74,8 @@ class Wal:
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="wal-sync")
         self._task: asyncio.Task | None = None
         self._failure: OSError | None = None
+        self.write_error: OSError | None = None  # the last write failed (disk full…); cleared by the next success
+        self.write_failures = 0
 
     # -- start and stop ---------------------------------------------------------------------
 
@@ -125,16 +123,58 @@ class Wal:
         return self.bytes + size <= self.max_bytes or self.bytes == 0
 
     def write(self, segment: Segment, data: bytes) -> None:
-        """Append to an open segment (not yet durable: await `sync()` for that)."""
+        """Append to an open segment (not yet durable: await `sync()` for that).
+
+        All or nothing: when the write fails part-way (disk full), what it wrote is cut off
+        again, so the segment holds only whole chunks and nothing of a request that is
+        answered with an error. If even that fails, the segment is marked torn: the caller
+        must seal it and write to a new one (a replay drops a chunk whose lines are cut)."""
         if self._failure is not None:
             raise self._failure
         view = memoryview(data)
-        while view:
-            written = os.write(segment.fd, view)
-            view = view[written:]
+        try:
+            while view:
+                written = os.write(segment.fd, view)
+                view = view[written:]
+        except OSError as exc:
+            self.write_error = exc
+            self.write_failures += 1
+            try:
+                os.ftruncate(segment.fd, segment.size)
+            except OSError:
+                segment.torn = True
+            raise
+        self.write_error = None
         segment.size += len(data)
         segment.dirty = True
         self.bytes += len(data)
+
+    def writable(self) -> bool:
+        """False while the WAL cannot take a write: after a failed write until a probe
+        (or a real write) succeeds again, or for good after a failed fsync."""
+        if self._failure is not None:
+            return False
+        if self.write_error is None:
+            return True
+        return self._probe()
+
+    def _probe(self, size: int = 64 << 10) -> bool:
+        """Try a write of `size` bytes in the WAL directory; clears `write_error` if it works."""
+        path = self.directory / f"probe-{secrets.token_hex(4)}.tmp"
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+            try:
+                view = memoryview(b"\0" * size)
+                while view:  # a nearly full disk takes part of a write before it refuses
+                    view = view[os.write(fd, view):]
+            finally:
+                os.close(fd)
+                path.unlink(missing_ok=True)
+        except OSError as exc:
+            self.write_error = exc
+            return False
+        self.write_error = None
+        return True
 
     def seal(self, segment: Segment) -> None:
         """No more writes to this segment; the next round closes it."""

@@ -15,16 +15,12 @@ sorted query, newest slice first. Memory is bounded by a slice, not by the expor
 
 from __future__ import annotations
 
-import asyncio
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
-from aiohttp import web
 from flightlog.query.search import ParsedQuery, match_condition
 from flightlog.query.timefmt import NS_PER_S
 from flightlog.schema.store import Store
-from flightlog.web.errors import ApiError
 
 FORMATS = {
     "ndjson": ("JSONEachRow", "application/x-ndjson", "ndjson"),
@@ -41,7 +37,6 @@ EXPORT_SETTINGS: dict[str, Any] = {
     "output_format_json_quote_64bit_integers": 0,
 }
 
-_exports = threading.BoundedSemaphore(MAX_CONCURRENT_EXPORTS)
 
 
 def export_sql(fmt: str) -> str:
@@ -111,64 +106,3 @@ def export_chunks(
         # the header once, on the first slice
         slice_format = engine_format if i == 0 else engine_format.removesuffix("WithNames")
         yield from store.query_stream(sql, params, settings=EXPORT_SETTINGS, fmt=slice_format)
-
-
-async def stream_response(
-    request: web.Request, make_chunks: Callable[[], Iterator[bytes]], content_type: str, filename: str
-) -> web.StreamResponse:
-    """Run `make_chunks` in its own thread and stream what it yields, at most a few blocks ahead."""
-    if not _exports.acquire(blocking=False):
-        raise ApiError(503, f"export: {MAX_CONCURRENT_EXPORTS} exports are running; try again shortly")
-    loop = asyncio.get_running_loop()
-    queue: asyncio.Queue[Any] = asyncio.Queue()
-    window = threading.Semaphore(BLOCKS_IN_FLIGHT)
-    stop = threading.Event()
-    end = object()
-
-    def produce() -> None:
-        try:
-            chunks = make_chunks()
-            try:
-                for chunk in chunks:
-                    while not window.acquire(timeout=0.5):
-                        if stop.is_set():
-                            return
-                    if stop.is_set():
-                        return
-                    loop.call_soon_threadsafe(queue.put_nowait, chunk)
-            finally:
-                close = getattr(chunks, "close", None)
-                if close:
-                    close()
-        except Exception as exc:  # handed to the handler, which decides what the client sees
-            loop.call_soon_threadsafe(queue.put_nowait, exc)
-        finally:
-            loop.call_soon_threadsafe(queue.put_nowait, end)
-            _exports.release()
-
-    threading.Thread(target=produce, name="export", daemon=True).start()
-    try:
-        first = await queue.get()
-        if isinstance(first, Exception):
-            raise ApiError(400, f"export: {first}")
-        response = web.StreamResponse(
-            headers={
-                "Content-Type": content_type,
-                "Content-Disposition": f'attachment; filename="{filename}"',
-                "Cache-Control": "no-store",
-            }
-        )
-        response.enable_chunked_encoding()
-        await response.prepare(request)
-        item = first
-        while item is not end:
-            if isinstance(item, Exception):
-                # Headers are gone; ending without the last chunk tells the client it is cut.
-                raise ConnectionAbortedError(f"export failed midway: {item}")
-            window.release()
-            await response.write(item)
-            item = await queue.get()
-        await response.write_eof()
-        return response
-    finally:
-        stop.set()

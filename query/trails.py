@@ -6,7 +6,7 @@ A build and a deploy are the same shape of question over a different id, so each
 Everything here reads the correlation tables of migrations 0020/0021, never scans `logs`:
   trail_lines  (tenant, kind, id, ts, seq) → a trail is one primary-key range read in order;
   id_hosts     per (id, service, host) span, counts by level, linked ids, last line's status;
-  id_summary   the same per id, for the list;
+  id_summary   the same per id, for the list (flightlog.query.build_records.listing);
   host_summary when each host last sent anything (the `gone` mark).
 """
 
@@ -19,10 +19,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from flightlog.query.lines import LEVELS, LINE_COLUMNS, Cursor, bad_cursor, cursor_condition, page
+from flightlog.query import correlate
+from flightlog.query.kinds import Kind, _not_found, exists, kind_of, line_filters
+from flightlog.query.lines import LINE_COLUMNS, Cursor, bad_cursor, cursor_condition, page
 from flightlog.query.timefmt import format_ns, now_ns
+from flightlog.schema.fields import LEVELS
 from flightlog.schema.store import Store
-from flightlog.web.errors import ApiError
 
 TRAIL_DEFAULT_LIMIT = 1000
 TRAIL_MAX_LIMIT = 10_000
@@ -31,43 +33,17 @@ RECENT_MAX_LIMIT = 1000
 RECENT_HOSTS_SHOWN = 100
 HOST_GONE_AFTER_S = 600
 
-# status of a build/deploy: the `status` attribute of its last line when it has one, else failed
-# when any line is error or fatal, else ok. `lv` and `st` are the rolled-up levels and status.
-STATUS_SQL = "if(st != '', st, if(lv['error'] + lv['fatal'] > 0, 'failed', 'ok'))"
-
-
-@dataclass(frozen=True)
-class Kind:
-    name: str  # "build"
-    column: str  # the logs column holding its id: "build_id"
-    other_column: str  # the id it correlates with: "deploy_id"
-    other_key: str  # where a summary lists those: "deploys"
-
-
-KINDS: dict[str, Kind] = {
-    "build": Kind("build", "build_id", "deploy_id", "deploys"),
-    "deploy": Kind("deploy", "deploy_id", "build_id", "builds"),
-}
-
-
-def kind_of(name: str) -> Kind:
-    try:
-        return KINDS[name]
-    except KeyError:
-        raise ValueError(f"unknown kind {name!r}; choose from {sorted(KINDS)}") from None
+# What the lines say of a build/deploy: failed when any line is error or fatal, else ok. Never a
+# line's generic `status` attribute (an HTTP status as often as not): a status proper comes from CI
+# events or an explicit build.status (flightlog.query.build_records). `lv`: the rolled-up levels.
+STATUS_SQL = "if(lv['error'] + lv['fatal'] > 0, 'failed', 'ok')"
 
 
 def _level_order(level: str) -> tuple[int, str]:
     return (LEVELS.index(level) if level in LEVELS else len(LEVELS), level)
 
 
-def _not_found(k: Kind, entity_id: str) -> ApiError:
-    return ApiError(404, f"no {k.name} {entity_id!r}: no line carries {k.column}={entity_id}")
-
-
-def status_of(last_status: str, levels: dict[str, int]) -> str:
-    if last_status:
-        return last_status
+def status_of(levels: dict[str, int]) -> str:
     return "failed" if levels.get("error", 0) + levels.get("fatal", 0) else "ok"
 
 
@@ -93,15 +69,14 @@ def summary(
 ) -> dict[str, Any]:
     """Time span, status, counts by level, services, (host, service) pairs and linked ids of one id.
 
-    Raises ApiError(404) when the tenant has no line carrying that id.
+    Raises Refusal(404) when the tenant has no line carrying that id.
     """
     k = kind_of(kind)
     params = {"tenant": tenant, "kind": k.name, "id": entity_id}
     where = "tenant = {tenant:String} AND kind = {kind:String} AND id = {id:String}"
     result = store.query(
         f"SELECT host, service, toUnixTimestamp64Nano(min(first_ts)), toUnixTimestamp64Nano(max(last_ts)), "
-        f"sum(lines), sumMap(levels), groupUniqArrayArray(others), "
-        f"(SELECT argMaxMerge(last_status) FROM id_hosts WHERE {where}) "
+        f"sum(lines), sumMap(levels), groupUniqArrayArray(others) "
         f"FROM id_hosts WHERE {where} GROUP BY host, service",
         params,
     )
@@ -111,8 +86,7 @@ def summary(
     services: set[str] = set()
     others: set[str] = set()
     pairs = []
-    last_status = result.rows[0][7]
-    for host, service, first, last, n, host_levels, linked, _ in result.rows:
+    for host, service, first, last, n, host_levels, linked in result.rows:
         for level, count in host_levels.items():
             levels[level] = levels.get(level, 0) + int(count)
         services.add(service)
@@ -139,7 +113,7 @@ def summary(
     levels = {lv: levels[lv] for lv in sorted(levels, key=_level_order) if levels[lv]}
     return {
         k.column: entity_id,
-        "status": status_of(last_status, levels),
+        "status": status_of(levels),
         "first_ts": format_ns(min(p[0] for p in pairs)),
         "last_ts": format_ns(max(p[3] for p in pairs)),
         "lines": sum(levels.values()),
@@ -170,12 +144,10 @@ def trail(
 
     `services`, `hosts`, `levels` narrow the trail (each: any of the given values). `expand` (1 or
     2) adds the lines that carry no such id but share a trace_id or request_id with its lines
-    (flightlog.query.correlate). Raises ApiError(404) when the id is unknown to the tenant.
+    (flightlog.query.correlate). Raises Refusal(404) when the id is unknown to the tenant.
     """
     k = kind_of(kind)
     if expand:
-        from flightlog.query import correlate
-
         return correlate.expanded_trail(
             store, tenant, k, entity_id, limit=limit, cursor=cursor, services=services, hosts=hosts,
             levels=levels, hops=expand, cap=expand_cap or correlate.EXPAND_DEFAULT_CAP,
@@ -258,24 +230,6 @@ def trail_json(
     return head + b',"lines":[' + b",".join(rows) + b'],"next_cursor":' + orjson.dumps(next_cursor) + b"}"
 
 
-def exists(store: Store, tenant: str, kind: str, entity_id: str) -> bool:
-    k = kind_of(kind)
-    result = store.query(
-        "SELECT 1 FROM trail_lines WHERE tenant = {tenant:String} AND kind = {kind:String} "
-        "AND id = {id:String} LIMIT 1",
-        {"tenant": tenant, "kind": k.name, "id": entity_id},
-    )
-    return bool(result.rows)
-
-
-def line_filters(
-    params: dict[str, Any], services: Sequence[str] = (), hosts: Sequence[str] = (), levels: Sequence[str] = ()
-) -> str:
-    return _in_filter("service", services, params) + _in_filter("host", hosts, params) + _in_filter(
-        "level", levels, params
-    )
-
-
 @dataclass(frozen=True)
 class ListCursor:
     """Where a page of the list ended: (last_ns, id) of its last item; opaque to clients."""
@@ -297,79 +251,3 @@ class ListCursor:
             raise bad_cursor() from None
 
 
-def listing(
-    store: Store,
-    tenant: str,
-    kind: str,
-    limit: int = RECENT_DEFAULT_LIMIT,
-    *,
-    cursor: ListCursor | None = None,
-    since_ns: int | None = None,
-    until_ns: int | None = None,
-    services: Sequence[str] = (),
-    statuses: Sequence[str] = (),
-) -> dict[str, Any]:
-    """A page of builds (or deploys) active in [since, until], newest last line first.
-
-    `services`: any of them took part; `statuses`: its status is one of them.
-    """
-    k = kind_of(kind)
-    params: dict[str, Any] = {"tenant": tenant, "kind": k.name, "limit": limit + 1}
-    having = []
-    if since_ns is not None:
-        params["since"] = since_ns
-        having.append("last_ns >= {since:Int64}")
-    if until_ns is not None:
-        params["until"] = until_ns
-        having.append("first_ns <= {until:Int64}")
-    if services:
-        params["services"] = list(services)
-        having.append("hasAny(svcs, {services:Array(String)})")
-    if statuses:
-        params["statuses"] = list(statuses)
-        having.append("status IN {statuses:Array(String)}")
-    if cursor is not None:
-        params["c_last"] = cursor.last_ns
-        params["c_id"] = cursor.id
-        having.append("(last_ns < {c_last:Int64} OR (last_ns = {c_last:Int64} AND id > {c_id:String}))")
-    result = store.query(
-        f"SELECT id, toUnixTimestamp64Nano(min(first_ts)) AS first_ns, toUnixTimestamp64Nano(max(last_ts)) AS last_ns, "
-        f"groupUniqArrayArray(services) AS svcs, groupUniqArrayArray(hosts) AS all_hosts, sum(lines), "
-        f"sumMap(levels) AS lv, groupUniqArrayArray(others), argMaxMerge(last_status) AS st, {STATUS_SQL} AS status "
-        f"FROM id_summary WHERE tenant = {{tenant:String}} AND kind = {{kind:String}} GROUP BY id "
-        + (f"HAVING {' AND '.join(having)} " if having else "")
-        + "ORDER BY last_ns DESC, id LIMIT {limit:UInt32}",
-        params,
-    )
-    items = []
-    for entity_id, first_ns, last_ns, svcs, all_hosts, lines, levels, others, _st, status in result.rows[:limit]:
-        levels = {lv: int(levels[lv]) for lv in sorted(levels, key=_level_order) if int(levels[lv])}
-        hosts = sorted(all_hosts)
-        items.append(
-            {
-                "id": entity_id,
-                k.column: entity_id,
-                "status": status,
-                "first_ts": format_ns(first_ns),
-                "last_ts": format_ns(last_ns),
-                "services": sorted(svcs),
-                "hosts": hosts[:RECENT_HOSTS_SHOWN],
-                "host_count": len(hosts),
-                "lines": int(lines),
-                "levels": levels,
-                "errors": levels.get("error", 0) + levels.get("fatal", 0),
-                k.other_key: sorted(others),
-            }
-        )
-    next_cursor = None
-    if len(result.rows) > limit and items:
-        last = result.rows[limit - 1]
-        next_cursor = ListCursor(int(last[2]), last[0]).encode()
-    return {"items": items, "next_cursor": next_cursor}
-
-
-def _in_filter(column: str, values: Sequence[str], params: dict[str, Any]) -> str:
-    if not values:
-        return ""
-    params[f"f_{column}"] = list(values)
-    return f" AND {column} IN {{f_{column}:Array(String)}}"

@@ -3,9 +3,9 @@
 A Slack workspace (team id `T…`) or a Mattermost team is added with
 `flightlog chatops add-slack --team T123 --tenant acme --signing-secret-file F`; only requests
 from a workspace added here are answered, and only with its tenant's lines. Where they live
-follows schema/keys.py, for the same reasons: `<data_dir>/chatops.json` (mode 0600, written
+follows schema/api_keys.py, for the same reasons: `<data_dir>/chatops.json` (mode 0600, written
 under a lock, replaced atomically, re-read when it changes) with the embedded store, the
-`chatops_workspaces` table (migration 0070) with a ClickHouse server.
+`chatops_workspaces` table (migration 0080) with a ClickHouse server.
 
 Unlike an API key, a Slack signing secret cannot be kept as a hash: every request's HMAC is
 computed with it. The bot token (for `chat.unfurl`) is kept as given too. A Mattermost slash
@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import orjson
-from flightlog.schema.keys import check_new
+from flightlog.schema.api_keys import check_new
 
 FILE_NAME = "chatops.json"
 _TEAM = re.compile(r"^[A-Za-z0-9_-]{1,64}$")

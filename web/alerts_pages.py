@@ -14,17 +14,18 @@ from urllib.parse import quote
 
 from aiohttp import web
 from flightlog.query.alerts import silences, state
-from flightlog.query.alerts.api import ALERTS, describe, keep_channels, manages
+from flightlog.query.alerts.api import ALERTS, MANAGE_SCOPE, describe, keep_channels
 from flightlog.query.alerts.evaluate import EvaluationError
 from flightlog.query.alerts.registry import RuleNotFound, RuleReadOnly, StoredRule
 from flightlog.query.alerts.rules import KINDS, RuleError, parse_rule
 from flightlog.query.alerts.scheduler import preview
-from flightlog.query.sql_console import who
+from flightlog.query.search_api import who
+from flightlog.query.slots_api import run_query
 from flightlog.query.timefmt import now_ns
-from flightlog.web.errors import ApiError
-from flightlog.web.keys import STORE, tenant_of
-from flightlog.web.pages import _page, render
-from flightlog.web.server import run_in_store_thread
+from flightlog.schema.app_state import STORE, tenant_of
+from flightlog.schema.refusal import Refusal
+from flightlog.schema.route_table import add_route
+from flightlog.web.pages import _page, environment, render
 
 CHART_W, CHART_H, CHART_PAD = 960, 140, 18
 DAY_MS = 24 * 3600 * 1000
@@ -114,14 +115,22 @@ def value_chart(series: dict[str, Any], since_ms: int, now_ms: int, threshold: f
     for i, group in enumerate(groups):
         label = ", ".join(f"{k}={v}" for k, v in group["labels"].items()) or "(all)"
         points = " ".join(f"{x(t)},{y(v)}" for t, v in group["points"])
-        last = group["points"][-1][1] if group["points"] else 0
-        lines.append({"points": points, "label": label, "series": i % 8, "last": last})
+        last = group["points"][-1] if group["points"] else (now_ms, 0.0)
+        # a dot at the latest value: a group seen once is a single point, which a line cannot show
+        lines.append({"points": points, "label": label, "series": i % 8, "last": number(last[1]),
+                      "dot": {"x": x(last[0]), "y": y(last[1])}})
     ticks = []
     for hours in range(0, 25, 4):
         t = since_ms + hours * 3600 * 1000
         ticks.append({"x": x(t), "label": time.strftime("%H:%M", time.gmtime(t / 1000))})
     return {"lines": lines, "w": CHART_W, "h": CHART_H, "pad": CHART_PAD, "peak": peak, "ticks": ticks,
             "threshold_y": y(threshold) if threshold is not None else None, "threshold": threshold}
+
+
+def number(value: float) -> str:
+    """A value as people read it: 23, not 23.0; 0.125, not 0.12500000001."""
+    value = float(value)
+    return str(int(value)) if value.is_integer() else f"{value:.4g}"
 
 
 def _can_manage(request: web.Request) -> bool:
@@ -132,8 +141,11 @@ def _can_manage(request: web.Request) -> bool:
 @_page
 async def alerts_page(request: web.Request) -> web.Response:
     service, tenant = request.app[ALERTS], tenant_of(request)
-    active = await run_in_store_thread(request.app, silences.active, request.app[STORE], tenant)
-    rules = [describe(service, r) for r in service.registry.of_tenant(tenant)]
+    store = request.app[STORE]
+    active, saved = await run_query(
+        request, lambda: (silences.active(store, tenant), state.rule_statuses(store, tenant))
+    )
+    rules = [describe(service, r, saved=saved) for r in service.registry.of_tenant(tenant)]
     return render(request, "alerts.html", title="Alerts", rules=rules, silences=[s.public() for s in active],
                   rule_url=rule_url, can_manage=_can_manage(request))
 
@@ -143,7 +155,8 @@ async def _rule_page(request: web.Request, stored: StoredRule | None, *, form: d
                      notice: str = "", test_results: list[dict[str, Any]] | None = None, status: int = 200,
                      channels: list[dict[str, Any]] | None = None) -> web.Response:
     service, tenant, store = request.app[ALERTS], tenant_of(request), request.app[STORE]
-    body = describe(service, stored) if stored is not None else None
+    saved = await run_query(request, state.rule_statuses, store, tenant) if stored else {}
+    body = describe(service, stored, saved=saved) if stored is not None else None
     groups: list[dict[str, Any]] = []
     history: list[dict[str, Any]] = []
     chart = None
@@ -155,7 +168,7 @@ async def _rule_page(request: web.Request, stored: StoredRule | None, *, form: d
             return (state.groups(store, tenant, stored.rule.name), state.history(store, tenant, stored.rule.name),
                     state.values(store, tenant, stored.rule.name, since, MAX_SERIES))
 
-        groups, history, series = await run_in_store_thread(request.app, load)
+        groups, history, series = await run_query(request, load)
         condition = stored.rule.parsed_condition() if stored.rule.kind in ("search", "sql") else None
         chart = value_chart(series, since, now_ms, condition.threshold if condition else None)
     return render(
@@ -172,7 +185,7 @@ def _stored(request: web.Request, name: str) -> StoredRule:
     try:
         return request.app[ALERTS].registry.get(tenant_of(request), name)
     except RuleNotFound as exc:
-        raise ApiError(404, str(exc)) from None
+        raise Refusal(404, str(exc)) from None
 
 
 @_page
@@ -204,7 +217,7 @@ async def preview_action(request: web.Request) -> web.Response:
     previewed = None
     try:
         rule = parse_rule(form_to_rule(form, existing))
-        previewed = await run_in_store_thread(request.app, preview, request.app[STORE], tenant_of(request), rule,
+        previewed = await run_query(request, preview, request.app[STORE], tenant_of(request), rule,
                                               now_ns())
     except RuleError as exc:
         errors = exc.errors
@@ -214,7 +227,6 @@ async def preview_action(request: web.Request) -> web.Response:
                             status=400 if errors else 200)
 
 
-@manages
 @_page
 async def save_action(request: web.Request) -> web.Response:
     form = await request.post()
@@ -224,8 +236,8 @@ async def save_action(request: web.Request) -> web.Response:
         rule = parse_rule(form_to_rule(form, existing))
         if existing is not None and rule.name != existing.rule.name:
             raise RuleError([{"field": "name", "reason": "a rule keeps its name; create a new rule instead"}])
-        stored = await run_in_store_thread(
-            request.app, lambda: service.registry.put(tenant, rule, who(request), create=existing is None)
+        stored = await run_query(
+            request, lambda: service.registry.put(tenant, rule, who(request), create=existing is None)
         )
     except RuleError as exc:
         return await _rule_page(request, existing, form=_form_text(form), errors=exc.errors, status=400)
@@ -236,22 +248,20 @@ async def save_action(request: web.Request) -> web.Response:
     raise web.HTTPSeeOther(rule_url(stored.rule.name))
 
 
-@manages
 @_page
 async def delete_action(request: web.Request) -> web.Response:
     service, tenant = request.app[ALERTS], tenant_of(request)
     name = request.match_info["name"]
     try:
-        await run_in_store_thread(request.app, service.registry.delete, tenant, name, who(request))
+        await run_query(request, service.registry.delete, tenant, name, who(request))
     except RuleNotFound as exc:
-        raise ApiError(404, str(exc)) from None
+        raise Refusal(404, str(exc)) from None
     except RuleReadOnly as exc:
-        raise ApiError(409, str(exc)) from None
+        raise Refusal(409, str(exc)) from None
     service.evaluator.reschedule(tenant, name)
     raise web.HTTPSeeOther("/alerts")
 
 
-@manages
 @_page
 async def test_action(request: web.Request) -> web.Response:
     stored = _stored(request, request.match_info["name"])
@@ -260,7 +270,6 @@ async def test_action(request: web.Request) -> web.Response:
     return await _rule_page(request, stored, test_results=results, notice=notice)
 
 
-@manages
 @_page
 async def silence_action(request: web.Request) -> web.Response:
     form = await request.post()
@@ -273,7 +282,7 @@ async def silence_action(request: web.Request) -> web.Response:
             "comment": str(form.get("comment") or "")}
     try:
         wanted = silences.parse_silence(data)
-        await run_in_store_thread(request.app, silences.create, request.app[STORE], tenant_of(request), wanted,
+        await run_query(request, silences.create, request.app[STORE], tenant_of(request), wanted,
                                   who(request))
     except RuleError as exc:
         return await _rule_page(request, stored, errors=exc.errors, status=400)
@@ -281,23 +290,25 @@ async def silence_action(request: web.Request) -> web.Response:
     return await _rule_page(request, stored, notice=f"Silenced for {data['for']}.")
 
 
-@manages
 @_page
 async def expire_silence_action(request: web.Request) -> web.Response:
-    await run_in_store_thread(request.app, silences.expire, request.app[STORE], tenant_of(request),
+    await run_query(request, silences.expire, request.app[STORE], tenant_of(request),
                               request.match_info["id"])
     request.app[ALERTS].evaluator.reschedule(tenant_of(request), "")
     raise web.HTTPSeeOther("/alerts")
 
 
 def setup_alert_pages(app: web.Application) -> None:
-    r = app.router
-    r.add_get("/alerts", alerts_page)
-    r.add_get("/alerts/new", new_rule_page)
-    r.add_post("/alerts/preview", preview_action)
-    r.add_post("/alerts/rules", save_action)
-    r.add_get("/alerts/rules/{name}", rule_page)
-    r.add_post("/alerts/rules/{name}/delete", delete_action)
-    r.add_post("/alerts/rules/{name}/test", test_action)
-    r.add_post("/alerts/rules/{name}/silence", silence_action)
-    r.add_post("/alerts/silences/{id}/expire", expire_silence_action)
+    environment().filters["number"] = number
+    for method, path, handler, scope in (
+        ("GET", "/alerts", alerts_page, "read"),
+        ("GET", "/alerts/new", new_rule_page, "read"),
+        ("POST", "/alerts/preview", preview_action, "read"),
+        ("POST", "/alerts/rules", save_action, MANAGE_SCOPE),
+        ("GET", "/alerts/rules/{name}", rule_page, "read"),
+        ("POST", "/alerts/rules/{name}/delete", delete_action, MANAGE_SCOPE),
+        ("POST", "/alerts/rules/{name}/test", test_action, MANAGE_SCOPE),
+        ("POST", "/alerts/rules/{name}/silence", silence_action, MANAGE_SCOPE),
+        ("POST", "/alerts/silences/{id}/expire", expire_silence_action, MANAGE_SCOPE),
+    ):
+        add_route(app, method, path, handler, scope=scope)

@@ -1,7 +1,7 @@
 """Server-rendered pages over the same query functions as the JSON API.
 
 Jinja2 with autoescape on; every page extends base.html, fragments are `_name.html`. No inline
-scripts or styles (a later issue adds a CSP without 'unsafe-inline'); everything works with
+scripts or styles (the CSP of flightlog.web.security_headers forbids them); everything works with
 JavaScript off: filters and pagination are plain links, search is a GET form.
 """
 
@@ -11,25 +11,26 @@ import functools
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import urlencode
 
 import jinja2
 from aiohttp import web
-from flightlog.query import context, hosts, timeline, trails
+from flightlog.query import build_diff, build_records, context, hosts, kinds, timeline, trails
 from flightlog.query.context import parse_ref
 from flightlog.query.lines import Cursor
-from flightlog.query.params import trail_params
+from flightlog.query.params import list_params, trail_params
 from flightlog.query.search import FIELDS
+from flightlog.query.slots_api import run_query
 from flightlog.query.timefmt import format_ns, parse_ns
-from flightlog.web.errors import ApiError
-from flightlog.web.keys import SETTINGS, STORE, tenant_of
-from flightlog.web.server import run_in_store_thread
+from flightlog.schema.app_state import SETTINGS, STORE, tenant_of
+from flightlog.schema.id_paths import ID_PATTERN, id_from_segment, id_segment
+from flightlog.schema.refusal import Refusal
+from flightlog.schema.route_table import add_route, add_static
 
 HERE = Path(__file__).resolve().parent
 TEMPLATES = HERE / "templates"
 STATIC = HERE / "static"
 TRAIL_PAGE_LINES = 5000
-SEARCH_PAGE_LINES = 500
 RECENT_ON_INDEX = 50
 
 
@@ -46,7 +47,7 @@ def environment() -> jinja2.Environment:
     env.filters["when"] = when
     env.filters["duration"] = duration
     env.filters["duration_s"] = lambda seconds: duration("1970-01-01T00:00:00Z", format_ns(int(seconds) * 10**9))
-    env.filters["pathpart"] = lambda value: quote(str(value), safe="")
+    env.filters["pathpart"] = id_segment
     env.globals["search_fields"] = FIELDS
     return env
 
@@ -92,8 +93,10 @@ def _page(handler):
     async def wrapped(request: web.Request) -> web.Response:
         try:
             return await handler(request)
-        except ApiError as exc:
-            return render_error(request, exc.status, exc.message)
+        except Refusal as exc:
+            response = render_error(request, exc.status, exc.message)
+            response.headers.update(exc.headers())
+            return response
 
     return wrapped
 
@@ -119,15 +122,17 @@ def with_cursor(url: str, cursor: str) -> str:
 @_page
 async def index_page(request: web.Request) -> web.Response:
     store, tenant = request.app[STORE], tenant_of(request)
+    # ?repo=&branch=&pipeline=&status= narrow the builds (the links of /pipelines use them)
+    filters = {**build_records.record_filters(request.query), "statuses": list_params(request.query).statuses}
 
     def load():
         return (
-            trails.listing(store, tenant, "build", RECENT_ON_INDEX)["items"],
-            trails.listing(store, tenant, "deploy", RECENT_ON_INDEX)["items"],
+            build_records.listing(store, tenant, "build", RECENT_ON_INDEX, **filters)["items"],
+            build_records.listing(store, tenant, "deploy", RECENT_ON_INDEX)["items"],
         )
 
-    builds, deploys = await run_in_store_thread(request.app, load)
-    return render(request, "index.html", builds=builds, deploys=deploys, kinds=trails.KINDS, title="Builds & deploys")
+    builds, deploys = await run_query(request, load)
+    return render(request, "index.html", builds=builds, deploys=deploys, kinds=kinds.KINDS, title="Builds & deploys")
 
 
 def _at_cursor(ref: str) -> Cursor:
@@ -138,15 +143,15 @@ def _at_cursor(ref: str) -> Cursor:
 
 def line_url(kind: str, entity_id: str, ref: str) -> str:
     """A deep link to one line of a trail: its page, scrolled to it."""
-    return f"/{kind}s/{quote(entity_id, safe='')}?{urlencode({'at': ref})}#L{ref}"
+    return f"/{kind}s/{id_segment(entity_id)}?{urlencode({'at': ref})}#L{ref}"
 
 
 def _trail_page(kind: str):
-    k = trails.KINDS[kind]
+    k = kinds.KINDS[kind]
 
     @_page
     async def handler(request: web.Request) -> web.Response:
-        entity_id = request.match_info["id"]
+        entity_id = id_from_segment(request.match_info["id"])
         params = trail_params(request.query, default_limit=TRAIL_PAGE_LINES)
         at = request.query.get("at") or ""
         if at and params.cursor is None:
@@ -155,13 +160,18 @@ def _trail_page(kind: str):
         gone_after = request.app[SETTINGS].host_gone_after_s
 
         def load():
+            summary = build_records.summary(store, tenant, kind, entity_id, gone_after)
+            panel = build_diff.failure_panel(store, tenant, kind, summary, request.app[SETTINGS].deploy_diff_minutes)
+            if not summary["lines"]:  # CI told of it; no line carries its id (yet)
+                return summary, {"lines": [], "next_cursor": None}, [], panel
             return (
-                trails.summary(store, tenant, kind, entity_id, gone_after),
+                summary,
                 trails.trail(store, tenant, kind, entity_id, **params.as_kwargs()),
                 timeline.error_ticks(store, tenant, kind, entity_id),
+                panel,
             )
 
-        summary, trail, ticks = await run_in_store_thread(request.app, load)
+        summary, trail, ticks, new_in = await run_query(request, load)
         filters = [("service", v) for v in params.services] + [("host", v) for v in params.hosts]
         filters += [("level", v) for v in params.levels]
         base_url = url_with(request, at=None)
@@ -189,6 +199,8 @@ def _trail_page(kind: str):
                 summary, ticks, lambda host: url_with(request, at=None, host=host), params.hosts
             ),
             first_error=first_error,
+            new_in=new_in,
+            line_url=line_url,
             gone_after_s=gone_after,
             filters=[(name, value, url_without_value(request, name, value)) for name, value in filters],
             filter_url=lambda name, value: url_with(request, at=None, **{name: value}),
@@ -196,7 +208,7 @@ def _trail_page(kind: str):
             first_url=url_with(request, at=None) if params.cursor else None,
             next_url=next_url,
             params=params,
-            api_url=f"/api/v1/{k.name}s/{quote(entity_id, safe='')}/trail"
+            api_url=f"/api/v1/{k.name}s/{id_segment(entity_id)}/trail"
             + (f"?{request.query_string}" if request.query_string else ""),
         )
 
@@ -208,13 +220,13 @@ async def context_page(request: web.Request) -> web.Response:
     ref = request.query.get("ref") or ""
     before = context.parse_count(request.query.get("before"), "before")
     after = context.parse_count(request.query.get("after"), "after")
-    body = await run_in_store_thread(
-        request.app, context.context, request.app[STORE], tenant_of(request), ref, before, after
+    body = await run_query(
+        request, context.context, request.app[STORE], tenant_of(request), ref, before, after
     )
     line = body["line"]
     trails_of = [
         (name, line[k.column], line_url(name, line[k.column], line["ref"]))
-        for name, k in trails.KINDS.items()
+        for name, k in kinds.KINDS.items()
         if line[k.column]
     ]
     return render(
@@ -234,8 +246,8 @@ async def context_page(request: web.Request) -> web.Response:
 @_page
 async def hosts_page(request: web.Request) -> web.Response:
     services, gone = hosts.parse_filters(request.query)
-    body = await run_in_store_thread(
-        request.app,
+    body = await run_query(
+        request,
         lambda: hosts.hosts(
             request.app[STORE], tenant_of(request), request.app[SETTINGS].host_gone_after_s,
             services=services, gone=gone,
@@ -258,16 +270,22 @@ async def hosts_page(request: web.Request) -> web.Response:
     )
 
 
+@_page
+async def quarantine_page(request: web.Request) -> web.Response:
+    from flightlog.query import quarantine
+
+    limit = quarantine.parse_limit(request.query.get("limit"))
+    body = await run_query(
+        request, lambda: quarantine.quarantined(request.app[STORE], tenant_of(request), limit)
+    )
+    return render(request, "quarantine.html", title="Quarantine", total=body["total"], lines=body["lines"])
+
+
 def setup_pages(app: web.Application) -> None:
-    app.router.add_get("/", index_page)
-    app.router.add_get("/builds/{id}", _trail_page("build"))
-    app.router.add_get("/deploys/{id}", _trail_page("deploy"))
-    from flightlog.web.search_pages import setup_search_pages  # it imports this module
-
-    setup_search_pages(app)  # /search, /tail, /sql
-    from flightlog.web.alerts_pages import setup_alert_pages  # it imports this module
-
-    setup_alert_pages(app)  # /alerts
-    app.router.add_get("/context", context_page)
-    app.router.add_get("/hosts", hosts_page)
-    app.router.add_static("/static/", STATIC, append_version=False)
+    add_route(app, "GET", "/", index_page, scope="read")
+    add_route(app, "GET", f"/builds/{{id:{ID_PATTERN}}}", _trail_page("build"), scope="read")
+    add_route(app, "GET", f"/deploys/{{id:{ID_PATTERN}}}", _trail_page("deploy"), scope="read")
+    add_route(app, "GET", "/context", context_page, scope="read")
+    add_route(app, "GET", "/hosts", hosts_page, scope="read")
+    add_route(app, "GET", "/quarantine", quarantine_page, scope="read")
+    add_static(app, "/static/", STATIC, scope="public")

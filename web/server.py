@@ -9,14 +9,29 @@ from __future__ import annotations
 import asyncio
 import warnings
 from collections.abc import AsyncIterator, Iterable
-from concurrent.futures import ThreadPoolExecutor
 
 from aiohttp import web
+from flightlog.ingest.cicd.routes import setup_cicd_ingest
+from flightlog.ingest.metrics import metrics_tenant
+from flightlog.ingest.routes import setup_ingest
+from flightlog.query.alerts.api import setup_alerts
+from flightlog.query.api import setup_query_api
+from flightlog.query.chatops.slack_api import setup_chatops
+from flightlog.query.cicd_api import setup_cicd_query
+from flightlog.query.slots_api import setup_query_slots
+from flightlog.schema.app_state import BATCHER, EXTRAS, SETTINGS, STORE
+from flightlog.schema.executor import run_in_store_thread
 from flightlog.schema.open import open_store
+from flightlog.schema.route_table import add_route
 from flightlog.schema.settings import Settings
 from flightlog.schema.store import Store, StoreError
+from flightlog.web.alerts_pages import setup_alert_pages
+from flightlog.web.auth import auth_middleware, setup_auth
+from flightlog.web.cicd_pages import setup_cicd_pages
 from flightlog.web.errors import error_middleware
-from flightlog.web.keys import EXTRAS, SETTINGS, STORE
+from flightlog.web.pages import setup_pages
+from flightlog.web.search_pages import setup_search_pages
+from flightlog.web.security_headers import setup_security_headers
 
 ALL_ROLES = frozenset({"ingest", "query"})
 
@@ -30,9 +45,6 @@ def create_app(
     unknown = roles - ALL_ROLES
     if unknown:
         raise ValueError(f"unknown roles {sorted(unknown)}; choose from {sorted(ALL_ROLES)}")
-    from flightlog.web.auth import auth_middleware, setup_auth
-    from flightlog.web.security_headers import setup_security_headers
-
     app = FlightlogApplication(
         client_max_size=settings.max_body_bytes,
         # errors outermost, so auth's refusals render like every other error
@@ -40,27 +52,27 @@ def create_app(
     )
     app[SETTINGS] = settings
     app[EXTRAS] = {"roles": roles}
+    # the query slots and the store's thread pool (shut down after every cleanup context)
+    setup_query_slots(app, settings)
     app.cleanup_ctx.append(_store_context(store))
     setup_auth(app, with_pages="query" in roles)  # after the store: keys may live in it
     setup_security_headers(app)
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/readyz", readyz)
+    add_route(app, "GET", "/healthz", healthz, scope="public")
+    add_route(app, "GET", "/readyz", readyz, scope="public")
     if "ingest" in roles:
-        from flightlog.ingest.routes import setup_ingest
-
         setup_ingest(app)
+        setup_cicd_ingest(app)
     if "query" in roles:
-        from flightlog.query.alerts.api import setup_alerts
-        from flightlog.query.api import setup_query_api
-        from flightlog.query.chatops.slack_api import setup_chatops
-        from flightlog.web.pages import setup_pages
-
         setup_query_api(app)
+        setup_cicd_query(app)
         setup_alerts(app)  # the rule evaluator runs where queries run
         setup_chatops(app)
         setup_pages(app)
+        setup_cicd_pages(app)
+        setup_search_pages(app)  # /search, /tail, /sql
+        setup_alert_pages(app)  # /alerts
     if "/metrics" not in {r.canonical for r in app.router.resources()}:
-        app.router.add_get("/metrics", metrics)  # a query-only node: the alert metrics
+        add_route(app, "GET", "/metrics", metrics, scope="read")  # a query-only node: the alert metrics
     return app
 
 
@@ -106,8 +118,9 @@ def _store_context(given: Store | None):
 
 
 async def metrics(request: web.Request) -> web.Response:
-    """Prometheus text from every part that contributes (EXTRAS["metrics"]: callables → text)."""
-    text = "".join(render() for render in request.app[EXTRAS].get("metrics", []))
+    """Prometheus text from every part that contributes (EXTRAS["metrics"]: callables of the
+    tenant whose series to show, None for all → text)."""
+    text = "".join(render(metrics_tenant(request)) for render in request.app[EXTRAS].get("metrics", []))
     return web.Response(body=text.encode(), headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
 
 
@@ -120,16 +133,12 @@ async def readyz(request: web.Request) -> web.Response:
     if store is None:
         return web.json_response({"status": "starting"}, status=503)
     try:
-        await run_in_store_thread(request.app, store.query, "SELECT 1")
+        await run_in_store_thread(store.query, "SELECT 1")
     except StoreError as exc:
         return web.json_response({"status": "store unavailable", "error": str(exc)}, status=503)
+    batcher = request.app.get(BATCHER)
+    if batcher is not None and not batcher.wal.writable():
+        # Disk full (or a failed fsync): a request would be answered 503; send it elsewhere.
+        error = batcher.wal.write_error or "a sync of the write-ahead log failed; restart to replay it"
+        return web.json_response({"status": "wal not writable", "error": str(error)}, status=503)
     return web.json_response({"status": "ready", "store": store.kind})
-
-
-_store_threads = ThreadPoolExecutor(max_workers=8, thread_name_prefix="store")
-
-
-async def run_in_store_thread(app: web.Application, fn, *args, **kwargs):
-    """Run a blocking store call off the event loop (chDB and clickhouse-connect block)."""
-    loop = asyncio.get_running_loop()
-    return await loop.run_in_executor(_store_threads, lambda: fn(*args, **kwargs))

@@ -2,7 +2,7 @@
 
 Each parser (otlp, loki, elastic, syslog, text) builds rows with canonical keys — ts, service,
 host, level, message, build_id, deploy_id, trace_id, span_id, request_id — and `attrs`, a flat
-dict of strings. The engine does the rest (flightlog.ingest.normalize).
+dict of strings. The engine does the rest (flightlog.ingest.insert_sql).
 """
 
 from __future__ import annotations
@@ -13,29 +13,21 @@ from typing import Any
 
 import orjson
 from flightlog.ingest.chunk import Chunk, LineError, ParseResult
-from flightlog.ingest.limits import Limits
-from flightlog.ingest.normalize import (
-    BUILD_KEYS,
-    DEPLOY_KEYS,
+from flightlog.ingest.insert_sql import (
+    FIELD_KEYS,
     HOST_KEYS,
     LEVEL_KEYS,
     LEVEL_SYNONYMS,
     MESSAGE_KEYS,
-    REQUEST_KEYS,
     SERVICE_KEYS,
-    SPAN_KEYS,
     TIMESTAMP_KEYS,
-    TRACE_KEYS,
 )
+from flightlog.ingest.limits import Limits, Problem
+from flightlog.ingest.protocols.timestamps import TimeWindow
+from flightlog.schema.fields import ID_COLUMNS
 
 # Column → the attribute / label / field names that fill it, most specific first.
-ID_FIELDS: dict[str, tuple[str, ...]] = {
-    "build_id": BUILD_KEYS,
-    "deploy_id": DEPLOY_KEYS,
-    "trace_id": TRACE_KEYS,
-    "span_id": SPAN_KEYS,
-    "request_id": REQUEST_KEYS,
-}
+ID_FIELDS: dict[str, tuple[str, ...]] = {column: FIELD_KEYS[column] for column in ID_COLUMNS}
 ALL_FIELDS: dict[str, tuple[str, ...]] = {
     "ts": TIMESTAMP_KEYS,
     "message": MESSAGE_KEYS,
@@ -102,27 +94,35 @@ def checked_result(
     limits: Limits,
     tenant: str,
     defaults: Mapping[str, str] | None,
+    time_field: str = "timestamp",
 ) -> ParseResult:
     """The rows a protocol built, each checked against the limits, as a ParseResult.
 
-    `numbered` holds (line or record number, row), or (number, why no row could be built)."""
+    `numbered` holds (line or record number, row), or (number, why no row could be built).
+    `time_field` names a row's time in the errors, as the protocol calls it."""
+    window = TimeWindow.now(limits.retention_days)
     rows: list[Mapping[str, Any]] = []
     errors: list[LineError] = []
     for number, row in numbered:
-        problem = row if isinstance(row, str) else check_row(row, limits)
+        problem = Problem("", row) if isinstance(row, str) else check_row(row, limits, window, time_field)
         if problem is None:
             rows.append(row)
         else:
-            errors.append(LineError(number, problem))
+            errors.append(LineError(number, problem.message, problem.reason))
     return ParseResult(Chunk.from_rows(rows, tenant, defaults), errors, len(errors))
 
 
-def check_row(row: Mapping[str, Any], limits: Limits) -> str | None:
-    """Why a built row breaks the limits, or None."""
+def check_row(
+    row: Mapping[str, Any], limits: Limits, window: TimeWindow, time_field: str = "timestamp"
+) -> Problem | None:
+    """Why a built row breaks the limits or carries a time the store cannot keep, or None."""
     message = row.get("message")
     if isinstance(message, str) and len(message) > limits.max_line_bytes:
-        return f"message is {len(message)} bytes; the limit is {limits.max_line_bytes}"
+        return Problem("line_too_long", f"message is {len(message)} bytes; the limit is {limits.max_line_bytes}")
     attrs = row.get("attrs")
     if attrs and len(attrs) > limits.max_attributes:
-        return f"line has {len(attrs)} attributes; the limit is {limits.max_attributes}"
+        return Problem("too_many_fields", f"line has {len(attrs)} attributes; the limit is {limits.max_attributes}")
+    ts = row.get("ts")
+    if ts is not None and ts != "":
+        return window.check(time_field, ts)
     return None

@@ -16,8 +16,10 @@ from typing import Any
 
 import orjson
 from flightlog.ingest.chunk import Chunk, LineError, ParseResult
-from flightlog.ingest.limits import IngestError, Limits
+from flightlog.ingest.limits import Limits
 from flightlog.ingest.protocols.common import ID_FIELDS, check_row, flatten, level_name, take_fields, text
+from flightlog.ingest.protocols.timestamps import TimeWindow
+from flightlog.schema.refusal import Refusal
 
 VERSION = "8.17.0"
 PRODUCT_HEADER = {"X-Elastic-Product": "Elasticsearch"}
@@ -56,6 +58,7 @@ def parse(
     rows: list[dict[str, Any]] = []
     errors: list[LineError] = []
     items: list[dict[str, Any]] = []
+    window = TimeWindow.now(limits.retention_days)
     seq = 0
     i = 0
     while i < len(lines):
@@ -66,7 +69,7 @@ def parse(
         doc_id = text(meta.get("_id") or "") or _new_id()
         if action != "delete":  # every other action is followed by its source line
             if i >= len(lines):
-                raise IngestError(400, f"line {number}: the {action} action has no source line after it")
+                raise Refusal(400, f"line {number}: the {action} action has no source line after it")
             (number, source), i = lines[i], i + 1
         if action in ("delete", "update"):
             items.append(
@@ -88,14 +91,14 @@ def parse(
         else:
             reason = "the document must be a JSON object"
         if not isinstance(doc, dict):
-            errors.append(LineError(number, reason))
+            errors.append(LineError(number, reason, "not_an_object" if doc is not None else "invalid_json"))
             items.append(_failed(action, target, doc_id, 400, "document_parsing_exception", reason))
             continue
         row = document_row(doc, target)
-        problem = check_row(row, limits)
+        problem = check_row(row, limits, window, "@timestamp")
         if problem is not None:
-            errors.append(LineError(number, problem))
-            items.append(_failed(action, target, doc_id, 400, "document_parsing_exception", problem))
+            errors.append(LineError(number, problem.message, problem.reason))
+            items.append(_failed(action, target, doc_id, 400, "document_parsing_exception", problem.message))
             continue
         rows.append(row)
         items.append(
@@ -138,12 +141,12 @@ def _action(line: bytes, number: int) -> tuple[str, dict[str, Any]]:
     except orjson.JSONDecodeError:
         obj = None
     if not isinstance(obj, dict) or len(obj) != 1:
-        raise IngestError(
+        raise Refusal(
             400, f'Malformed action/metadata line [{number}], expected a simple value like {{"index": {{…}}}}'
         )
     action, meta = next(iter(obj.items()))
     if action not in ALL_ACTIONS:
-        raise IngestError(
+        raise Refusal(
             400, f"Malformed action/metadata line [{number}], expected one of {list(ALL_ACTIONS)} but found [{action}]"
         )
     return action, meta if isinstance(meta, dict) else {}

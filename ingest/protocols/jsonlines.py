@@ -1,19 +1,20 @@
 """Our own wire format: NDJSON (one JSON object a line) or one JSON array of objects.
 
 Python checks each line just enough to tell the client which lines were bad; mapping the
-fields to columns is the engine's job (flightlog.ingest.normalize).
+fields to columns is the engine's job (flightlog.ingest.insert_sql).
 """
 
 from __future__ import annotations
 
 import gc
-import math
 from collections.abc import Mapping
 
 import orjson
 from flightlog.ingest.chunk import Chunk, LineError, ParseResult
-from flightlog.ingest.limits import IngestError, Limits
-from flightlog.ingest.normalize import CHUNK_KEY, SIMPLE_KEYS, TIMESTAMP_KEYS, is_simple_line
+from flightlog.ingest.insert_sql import CHUNK_KEY, SIMPLE_KEYS, TIMESTAMP_KEYS, is_simple_line, pairs_in
+from flightlog.ingest.limits import Limits, Problem
+from flightlog.ingest.protocols.timestamps import TimeWindow
+from flightlog.schema.refusal import Refusal
 
 # Keys a line carries beside its attributes; a line may have this many more keys than attributes.
 _FIELD_ALLOWANCE = 24
@@ -47,6 +48,7 @@ def _parse(
     tenant: str,
     defaults: Mapping[str, str] | None,
 ) -> ParseResult:
+    window = TimeWindow.now(limits.retention_days)
     if content_type == "application/json" and body.lstrip()[:1] == b"[":
         candidates = _array_lines(body)
     else:
@@ -57,7 +59,7 @@ def _parse(
         if objects is None:
             candidates = _each_line(lines)
         else:
-            fast = _clean_ndjson(body, lines, objects, limits, tenant, defaults)
+            fast = _clean_ndjson(body, lines, objects, limits, window, tenant, defaults)
             if fast is not None:
                 return fast
             candidates = [(i + 1, line, obj) for i, (line, obj) in enumerate(zip(lines, objects))]
@@ -65,13 +67,13 @@ def _parse(
     errors: list[LineError] = []
     simple = True
     for number, line, parsed in candidates:
-        problem = _check(line, parsed, limits)
+        problem = _check(line, parsed, limits, window)
         if problem is None:
             good.append(line)
             if simple and not is_simple_line(line, parsed):
                 simple = False
         else:
-            errors.append(LineError(number, problem))
+            errors.append(LineError(number, problem.message, problem.reason))
     chunk = Chunk(b"\n".join(good), len(good), tenant, dict(defaults or {}), simple=simple and bool(good))
     return ParseResult(chunk, errors, len(errors))
 
@@ -89,7 +91,13 @@ def _load_all(lines: list[bytes]) -> list | None:
 
 
 def _clean_ndjson(
-    body: bytes, lines: list[bytes], objects: list, limits: Limits, tenant: str, defaults: Mapping[str, str] | None
+    body: bytes,
+    lines: list[bytes],
+    objects: list,
+    limits: Limits,
+    window: TimeWindow,
+    tenant: str,
+    defaults: Mapping[str, str] | None,
 ) -> ParseResult | None:
     """The common case in a few C-speed passes: NDJSON where every line is a non-empty object
     within the limits. Returns None when any line needs the line-by-line checks (which then
@@ -107,32 +115,35 @@ def _clean_ndjson(
         return None
     if longest > 2 * MAX_DEPTH and any(_too_deep(line, obj) for line, obj in zip(lines, objects) if len(line) > 2 * MAX_DEPTH):
         return None
+    low, high = window.quick_low, window.quick_high
     for parsed in objects:
         for key in TIMESTAMP_KEYS:
             value = parsed.get(key)
-            if value is not None:
+            if value is not None and value != "":  # the engine skips both to the next key
                 break
         else:
             continue
-        if type(value) is str and len(value) > 10 and value[4] == "-" and "1970" <= value[:4] <= "2262":
-            continue  # RFC 3339 and friends: the engine parses them
-        if _check_timestamp(key, value) is not None:
+        if type(value) is str and len(value) > 10 and value[4] == "-" and low < value[:10] < high:
+            continue  # RFC 3339 well inside the window: the common case, at C speed
+        if window.check(key, value) is not None:
             return None
     chunk = Chunk(b"\n".join(lines), len(lines), tenant, dict(defaults or {}), simple=_all_simple(body, objects))
     return ParseResult(chunk, [], 0)
 
 
 def _all_simple(body: bytes, objects: list[dict]) -> bool:
-    """normalize.is_simple_line for every line at once: only known keys, and no object or
+    """insert_sql.is_simple_line for every line at once: only known keys, and no object or
     array but a flat `attrs` (each line has one brace, two with attrs; any more — nested,
-    or inside a string — and the lines take the general path)."""
+    or inside a string — and the lines take the general path), and no key twice."""
     if b"[" in body or not all(map(SIMPLE_KEYS.issuperset, objects)):
         return False
     attrs = [parsed.get("attrs") for parsed in objects]
     with_attrs = sum(1 for a in attrs if type(a) is dict)
     if with_attrs != len(attrs) - attrs.count(None):
         return False
-    return body.count(b"{") == len(objects) + with_attrs
+    if body.count(b"{") != len(objects) + with_attrs:
+        return False
+    return pairs_in(body) == sum(map(len, objects)) + sum(map(len, filter(None, attrs)))
 
 
 def _each_line(lines: list[bytes]):
@@ -153,31 +164,31 @@ def _array_lines(body: bytes):
     try:
         items = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
-        raise IngestError(400, f"body is not valid JSON: {exc}") from None
+        raise Refusal(400, f"body is not valid JSON: {exc}") from None
     return [(i + 1, orjson.dumps(item) if isinstance(item, dict) else b"", item) for i, item in enumerate(items)]
 
 
-def _check(line: bytes, parsed: object, limits: Limits) -> str | None:
+def _check(line: bytes, parsed: object, limits: Limits, window: TimeWindow) -> Problem | None:
     if len(line) > limits.max_line_bytes:
-        return f"line is {len(line)} bytes; the limit is {limits.max_line_bytes}"
+        return Problem("line_too_long", f"line is {len(line)} bytes; the limit is {limits.max_line_bytes}")
     if isinstance(parsed, Exception):
-        return f"invalid JSON: {parsed}"
+        return Problem("invalid_json", f"invalid JSON: {parsed}")
     if not isinstance(parsed, dict):
-        return f"expected a JSON object, got {type(parsed).__name__}"
+        return Problem("not_an_object", f"expected a JSON object, got {type(parsed).__name__}")
     if not parsed:
-        return "empty object: a line needs at least a message"
+        return Problem("empty_object", "empty object: a line needs at least a message")
     if CHUNK_KEY in parsed:
-        return "keys starting with \\u0001 are reserved"
+        return Problem("reserved_key", "keys starting with \\u0001 are reserved")
     if _too_deep(line, parsed):
-        return f"line nests objects or arrays deeper than {MAX_DEPTH} levels"
+        return Problem("too_deep", f"line nests objects or arrays deeper than {MAX_DEPTH} levels")
     attrs = parsed.get("attrs")
     count = len(parsed) + (len(attrs) if isinstance(attrs, dict) else 0)
     if count > limits.max_attributes + _FIELD_ALLOWANCE:
-        return f"line has {count} fields; the limit is {limits.max_attributes} attributes"
+        return Problem("too_many_fields", f"line has {count} fields; the limit is {limits.max_attributes} attributes")
     for key in TIMESTAMP_KEYS:
         value = parsed.get(key)
-        if value is not None:
-            return _check_timestamp(key, value)
+        if value is not None and value != "":  # the engine skips both to the next key
+            return window.check(key, value)
     return None
 
 
@@ -194,44 +205,3 @@ def _too_deep(line: bytes, parsed: object) -> bool:
         elif isinstance(value, list):
             stack.extend((v, depth + 1) for v in value if isinstance(v, (dict, list)))
     return False
-
-
-def _check_timestamp(key: str, value: object) -> str | None:
-    if isinstance(value, bool):
-        return f"{key} must be a time, got a boolean"
-    if isinstance(value, str):
-        text = value.strip()
-        if not text:
-            return None
-        try:
-            value = float(text)
-        except ValueError:
-            # RFC 3339 and friends: the engine parses them; we only refuse what is clearly not a time.
-            if not text[:4].isdigit():
-                return f"{key} {value!r} is not a timestamp (RFC 3339 or epoch seconds/ms/µs/ns)"
-            if not "1970" <= text[:4] <= "2262":
-                # the engine would keep such a line only to drop it (before 1970, or past the
-                # last time the store holds): say so instead
-                return f"{key} {value!r} is outside the years 1970 to 2262 the store holds"
-            return None
-    if isinstance(value, (int, float)):
-        if isinstance(value, float) and not math.isfinite(value):
-            return f"{key} must be a finite number"
-        if value < 0:
-            return f"{key} {value} is before 1970"
-        if epoch_to_ns(value) > 9_200_000_000_000_000_000:
-            return f"{key} {value} is past the year 2262, the latest time the store holds"
-        return None
-    return f"{key} must be a string or a number, got {type(value).__name__}"
-
-
-def epoch_to_ns(value: float) -> int:
-    """Epoch seconds, ms, µs or ns to ns: the unit is decided by magnitude, as in the engine."""
-    magnitude = abs(value)
-    if magnitude < 1e11:
-        return int(value * 1e9)
-    if magnitude < 1e14:
-        return int(value * 1e6)
-    if magnitude < 1e17:
-        return int(value * 1e3)
-    return int(value)

@@ -20,9 +20,11 @@ are write-only: they are never in an answer. To keep a channel when replacing a 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -40,17 +42,18 @@ from flightlog.query.alerts.registry import (
     load_rules_file,
 )
 from flightlog.query.alerts.rules import RuleError, parse_rule
-from flightlog.query.alerts.scheduler import Evaluator, preview
-from flightlog.query.sql_console import who
+from flightlog.query.alerts.scheduler import EVALUATIONS_AT_ONCE, Evaluator, preview
+from flightlog.query.search_api import who
+from flightlog.query.slots_api import run_query
 from flightlog.query.timefmt import now_ns
+from flightlog.schema.app_state import EXTRAS, SETTINGS, STORE, tenant_of
+from flightlog.schema.refusal import Refusal
+from flightlog.schema.route_table import add_route
 from flightlog.schema.settings import Settings
-from flightlog.web.errors import ApiError
-from flightlog.web.keys import EXTRAS, SETTINGS, STORE, tenant_of
-from flightlog.web.server import run_in_store_thread
 
 log = logging.getLogger("flightlog.alerts")
 
-MANAGE_SCOPE = "alerts"  # or admin: ApiKey.allows
+MANAGE_SCOPE = "alerts"  # the route table's scope for managing rules and silences (or an admin key)
 VALUES_WINDOW_MS = 24 * 3600 * 1000
 
 
@@ -86,32 +89,15 @@ def load_file_rules(settings: Settings):
     return load_rules_file(settings.rules)
 
 
-def manages(handler):
-    """Mark a handler as needing the `alerts` (or `admin`) scope; auth reads the mark."""
-    handler.flightlog_scope = MANAGE_SCOPE
-    return handler
-
-
 def setup_alerts(app: web.Application) -> None:
     settings = app[SETTINGS]
     if settings.alertmanager_url:
         check_alertmanager_url(settings.alertmanager_url)
     file_rules = load_file_rules(settings)  # a bad file stops the start, naming the field
     app.cleanup_ctx.append(_alerts_context(file_rules))
-    app[EXTRAS].setdefault("metrics", []).append(lambda: alert_metrics.render(app[ALERTS].evaluator))
-    r = app.router
-    r.add_get("/api/v1/alerts", active_handler)
-    r.add_get("/api/v1/alerts/rules", list_rules_handler)
-    r.add_post("/api/v1/alerts/rules", create_rule_handler)
-    r.add_get("/api/v1/alerts/rules/{name}", get_rule_handler)
-    r.add_put("/api/v1/alerts/rules/{name}", replace_rule_handler)
-    r.add_delete("/api/v1/alerts/rules/{name}", delete_rule_handler)
-    r.add_post("/api/v1/alerts/rules/{name}/test", test_rule_handler)
-    r.add_get("/api/v1/alerts/rules/{name}/values", values_handler)
-    r.add_post("/api/v1/alerts/preview", preview_handler)
-    r.add_get("/api/v1/alerts/silences", list_silences_handler)
-    r.add_post("/api/v1/alerts/silences", create_silence_handler)
-    r.add_delete("/api/v1/alerts/silences/{id}", delete_silence_handler)
+    app[EXTRAS].setdefault("metrics", []).append(lambda tenant: alert_metrics.render(app[ALERTS].evaluator, tenant))
+    for method, path, handler, scope in ROUTES:
+        add_route(app, method, path, handler, scope=scope)
 
 
 def _alerts_context(file_rules):
@@ -122,8 +108,13 @@ def _alerts_context(file_rules):
         dispatcher = Dispatcher()
         await dispatcher.start()
 
+        # The evaluator's own threads: its queries neither take a tenant's query slots nor wait
+        # behind them, and it runs EVALUATIONS_AT_ONCE at most.
+        threads = ThreadPoolExecutor(max_workers=EVALUATIONS_AT_ONCE + 1, thread_name_prefix="alerts")
+        loop = asyncio.get_running_loop()
+
         async def run_blocking(fn, *args):
-            return await run_in_store_thread(app, fn, *args)
+            return await loop.run_in_executor(threads, lambda: fn(*args))
 
         evaluator = Evaluator(store, registry, dispatcher, run_blocking, public_url=public_url(settings),
                               alertmanager_url=settings.alertmanager_url)
@@ -132,6 +123,7 @@ def _alerts_context(file_rules):
         yield
         await evaluator.stop()
         await dispatcher.stop()
+        threads.shutdown(wait=False, cancel_futures=True)
 
     return context
 
@@ -143,15 +135,15 @@ def _json(body: Any, status: int = 200) -> web.Response:
     return web.Response(body=orjson.dumps(body), status=status, content_type="application/json")
 
 
-def rule_error(exc: RuleError) -> ApiError:
-    return ApiError(400, str(exc), errors=exc.errors)
+def rule_error(exc: RuleError) -> Refusal:
+    return Refusal(400, str(exc), errors=exc.errors)
 
 
 async def _body(request: web.Request) -> Any:
     try:
         return await request.json(loads=orjson.loads)
     except (ValueError, orjson.JSONDecodeError):
-        raise ApiError(400, "body: send a JSON object") from None
+        raise Refusal(400, "body: send a JSON object") from None
 
 
 def keep_channels(data: Any, existing: StoredRule | None) -> Any:
@@ -171,26 +163,40 @@ def keep_channels(data: Any, existing: StoredRule | None) -> Any:
     return {**data, "channels": channels}
 
 
-def describe(service: AlertService, stored: StoredRule, groups: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+def describe(service: AlertService, stored: StoredRule, groups: list[dict[str, Any]] | None = None,
+             saved: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+    """A rule as the API shows it, with its status: this node's own when it evaluates the rule,
+    else what the evaluating node wrote (`saved`, from state.rule_statuses)."""
     status = service.evaluator.status.get(stored.key)
     failure = service.dispatcher.rule_errors.get(stored.key)
-    body = {
-        **stored.rule.public(),
-        "source": stored.source,
-        "read_only": stored.read_only,
-        "status": {
-            "last_evaluation": _ms_text(status.last_evaluation_ms) if status and status.last_evaluation_ms else None,
-            "last_duration_ms": round(status.last_duration_s * 1000, 3) if status else None,
-            "error": status.last_error if status else "",
-            "evaluations": status.evaluations if status else 0,
-            "failures": status.failures if status else 0,
+    live = service.evaluator.states.get(stored.key, {})
+    if status is not None:
+        shown = {
+            "last_evaluation": _ms_text(status.last_evaluation_ms) if status.last_evaluation_ms else None,
+            "last_duration_ms": round(status.last_duration_s * 1000, 3),
+            "error": status.last_error,
+            "evaluations": status.evaluations,
+            "failures": status.failures,
             "notification_error": {"channel": failure[0], "error": failure[1], "at": _ms_text(int(failure[2] * 1000))}
             if failure else None,
-        },
-    }
-    live = service.evaluator.states.get(stored.key, {})
-    body["firing"] = sum(1 for g in live.values() if g.state == state.FIRING)
-    body["pending"] = sum(1 for g in live.values() if g.state == state.PENDING)
+        }
+        firing = sum(1 for g in live.values() if g.state == state.FIRING)
+        pending = sum(1 for g in live.values() if g.state == state.PENDING)
+    else:
+        other = (saved or {}).get(stored.rule.name)
+        shown = {
+            "last_evaluation": _ms_text(other["last_evaluation_ms"]) if other else None,
+            "last_duration_ms": round(other["duration_ms"], 3) if other else None,
+            "error": other["error"] if other else "",
+            "evaluations": other["evaluations"] if other else 0,
+            "failures": other["failures"] if other else 0,
+            "notification_error": {"channel": other["notify_error"].split(":", 1)[0], "error": other["notify_error"],
+                                   "at": None} if other and other["notify_error"] else None,
+        }
+        firing = other["firing"] if other else 0
+        pending = other["pending"] if other else 0
+    body = {**stored.rule.public(), "source": stored.source, "read_only": stored.read_only, "status": shown,
+            "firing": firing, "pending": pending}
     if groups is not None:
         body["groups"] = groups
     return body
@@ -204,7 +210,7 @@ def _get(service: AlertService, tenant: str, name: str) -> StoredRule:
     try:
         return service.registry.get(tenant, name)
     except RuleNotFound as exc:
-        raise ApiError(404, str(exc)) from None
+        raise Refusal(404, str(exc)) from None
 
 
 # --- rules ------------------------------------------------------------------------------------
@@ -212,7 +218,8 @@ def _get(service: AlertService, tenant: str, name: str) -> StoredRule:
 
 async def list_rules_handler(request: web.Request) -> web.Response:
     service, tenant = request.app[ALERTS], tenant_of(request)
-    return _json({"rules": [describe(service, r) for r in service.registry.of_tenant(tenant)]})
+    saved = await run_query(request, state.rule_statuses, request.app[STORE], tenant)
+    return _json({"rules": [describe(service, r, saved=saved) for r in service.registry.of_tenant(tenant)]})
 
 
 async def get_rule_handler(request: web.Request) -> web.Response:
@@ -220,10 +227,11 @@ async def get_rule_handler(request: web.Request) -> web.Response:
     stored = _get(service, tenant, request.match_info["name"])
 
     def load():
-        return state.groups(store, tenant, stored.rule.name), state.history(store, tenant, stored.rule.name)
+        return (state.groups(store, tenant, stored.rule.name), state.history(store, tenant, stored.rule.name),
+                state.rule_statuses(store, tenant))
 
-    groups, history = await run_in_store_thread(request.app, load)
-    return _json({**describe(service, stored, groups), "history": history})
+    groups, history, saved = await run_query(request, load)
+    return _json({**describe(service, stored, groups, saved), "history": history})
 
 
 async def _save(request: web.Request, *, create: bool) -> web.Response:
@@ -235,7 +243,7 @@ async def _save(request: web.Request, *, create: bool) -> web.Response:
         if isinstance(data, dict):
             data.setdefault("name", name)
             if data["name"] != name:
-                raise ApiError(400, "name: the body's name differs from the URL's; a rule is renamed by creating "
+                raise Refusal(400, "name: the body's name differs from the URL's; a rule is renamed by creating "
                                     "the new one and deleting the old", errors=[{"field": "name", "reason": "differs"}])
         try:
             existing = service.registry.get(tenant, name)
@@ -246,52 +254,48 @@ async def _save(request: web.Request, *, create: bool) -> web.Response:
     except RuleError as exc:
         raise rule_error(exc) from None
     try:
-        stored = await run_in_store_thread(
-            request.app, lambda: service.registry.put(tenant, rule, who(request), create=create)
+        stored = await run_query(
+            request, lambda: service.registry.put(tenant, rule, who(request), create=create)
         )
     except RuleReadOnly as exc:
-        raise ApiError(409, str(exc)) from None
+        raise Refusal(409, str(exc)) from None
     except FileExistsError as exc:
-        raise ApiError(409, str(exc)) from None
+        raise Refusal(409, str(exc)) from None
     except RuleNotFound as exc:
-        raise ApiError(404, str(exc)) from None
+        raise Refusal(404, str(exc)) from None
     except TooManyRules as exc:
-        raise ApiError(400, str(exc)) from None
+        raise Refusal(400, str(exc)) from None
     service.evaluator.reschedule(tenant, rule.name)
     return _json(describe(service, stored), status=201 if create else 200)
 
 
-@manages
 async def create_rule_handler(request: web.Request) -> web.Response:
     return await _save(request, create=True)
 
 
-@manages
 async def replace_rule_handler(request: web.Request) -> web.Response:
     return await _save(request, create=False)
 
 
-@manages
 async def delete_rule_handler(request: web.Request) -> web.Response:
     service, tenant = request.app[ALERTS], tenant_of(request)
     name = request.match_info["name"]
     try:
-        await run_in_store_thread(request.app, service.registry.delete, tenant, name, who(request))
+        await run_query(request, service.registry.delete, tenant, name, who(request))
     except RuleNotFound as exc:
-        raise ApiError(404, str(exc)) from None
+        raise Refusal(404, str(exc)) from None
     except RuleReadOnly as exc:
-        raise ApiError(409, str(exc)) from None
+        raise Refusal(409, str(exc)) from None
     service.evaluator.reschedule(tenant, name)
     return _json({"deleted": name})
 
 
-@manages
 async def test_rule_handler(request: web.Request) -> web.Response:
     service, tenant = request.app[ALERTS], tenant_of(request)
     stored = _get(service, tenant, request.match_info["name"])
     results = await service.evaluator.send_test(stored)
     if not results:
-        raise ApiError(400, "this rule has no channels and no --alertmanager-url is set: nothing to test")
+        raise Refusal(400, "this rule has no channels and no --alertmanager-url is set: nothing to test")
     return _json({"results": results})
 
 
@@ -299,7 +303,7 @@ async def values_handler(request: web.Request) -> web.Response:
     service, tenant = request.app[ALERTS], tenant_of(request)
     stored = _get(service, tenant, request.match_info["name"])
     since = int(time.time() * 1000) - VALUES_WINDOW_MS
-    body = await run_in_store_thread(request.app, state.values, request.app[STORE], tenant, stored.rule.name, since)
+    body = await run_query(request, state.values, request.app[STORE], tenant, stored.rule.name, since)
     return _json({"since": _ms_text(since), "groups": list(body.values())})
 
 
@@ -311,7 +315,7 @@ async def preview_handler(request: web.Request) -> web.Response:
         rule = parse_rule(data if not (isinstance(data, dict) and "name" not in data) else {"name": "preview", **data})
     except RuleError as exc:
         raise rule_error(exc) from None
-    groups = await run_in_store_thread(request.app, _preview, request.app[STORE], tenant, rule)
+    groups = await run_query(request, _preview, request.app[STORE], tenant, rule)
     return _json({"groups": groups, "would_fire": sum(1 for g in groups if g["would_fire"])})
 
 
@@ -321,36 +325,30 @@ def _preview(store, tenant, rule):
     try:
         return preview(store, tenant, rule, now_ns())
     except EvaluationError as exc:
-        raise ApiError(400, f"query: {exc}", errors=[{"field": "query", "reason": str(exc)}]) from None
+        raise Refusal(400, f"query: {exc}", errors=[{"field": "query", "reason": str(exc)}]) from None
 
 
 async def active_handler(request: web.Request) -> web.Response:
-    service, tenant = request.app[ALERTS], tenant_of(request)
-    out = []
-    for (t, rule), groups in service.evaluator.states.items():
-        if t != tenant:
-            continue
-        for g in groups.values():
-            out.append({"rule": rule, "fingerprint": g.fingerprint, "labels": g.labels, "state": g.state,
-                        "value": g.value, "since": _ms_text(g.fired_at_ms or g.active_since_ms)})
-    return _json({"alerts": sorted(out, key=lambda a: (a["state"] != "firing", a["rule"]))})
+    """Pending and firing groups from the store: every node answers the same."""
+    found = await run_query(request, state.active_groups, request.app[STORE], tenant_of(request))
+    return _json({"alerts": [{**{k: v for k, v in g.items() if k != "since_ms"}, "since": _ms_text(g["since_ms"])}
+                             for g in found]})
 
 
 # --- silences ---------------------------------------------------------------------------------
 
 
 async def list_silences_handler(request: web.Request) -> web.Response:
-    found = await run_in_store_thread(request.app, silences.active, request.app[STORE], tenant_of(request))
+    found = await run_query(request, silences.active, request.app[STORE], tenant_of(request))
     return _json({"silences": [s.public() for s in found]})
 
 
-@manages
 async def create_silence_handler(request: web.Request) -> web.Response:
     data = await _body(request)
     try:
         wanted = silences.parse_silence(data)
-        silence = await run_in_store_thread(
-            request.app, silences.create, request.app[STORE], tenant_of(request), wanted, who(request)
+        silence = await run_query(
+            request, silences.create, request.app[STORE], tenant_of(request), wanted, who(request)
         )
     except RuleError as exc:
         raise rule_error(exc) from None
@@ -358,11 +356,26 @@ async def create_silence_handler(request: web.Request) -> web.Response:
     return _json(silence.public(), status=201)
 
 
-@manages
 async def delete_silence_handler(request: web.Request) -> web.Response:
     silence_id = request.match_info["id"]
-    done = await run_in_store_thread(request.app, silences.expire, request.app[STORE], tenant_of(request), silence_id)
+    done = await run_query(request, silences.expire, request.app[STORE], tenant_of(request), silence_id)
     if not done:
-        raise ApiError(404, f"no active silence {silence_id!r}")
+        raise Refusal(404, f"no active silence {silence_id!r}")
     request.app[ALERTS].evaluator.reschedule(tenant_of(request), "")
     return _json({"expired": silence_id})
+
+
+ROUTES = (
+    ("GET", "/api/v1/alerts", active_handler, "read"),
+    ("GET", "/api/v1/alerts/rules", list_rules_handler, "read"),
+    ("POST", "/api/v1/alerts/rules", create_rule_handler, MANAGE_SCOPE),
+    ("GET", "/api/v1/alerts/rules/{name}", get_rule_handler, "read"),
+    ("PUT", "/api/v1/alerts/rules/{name}", replace_rule_handler, MANAGE_SCOPE),
+    ("DELETE", "/api/v1/alerts/rules/{name}", delete_rule_handler, MANAGE_SCOPE),
+    ("POST", "/api/v1/alerts/rules/{name}/test", test_rule_handler, MANAGE_SCOPE),
+    ("GET", "/api/v1/alerts/rules/{name}/values", values_handler, "read"),
+    ("POST", "/api/v1/alerts/preview", preview_handler, "read"),  # a read: saves nothing, SQL audited
+    ("GET", "/api/v1/alerts/silences", list_silences_handler, "read"),
+    ("POST", "/api/v1/alerts/silences", create_silence_handler, MANAGE_SCOPE),
+    ("DELETE", "/api/v1/alerts/silences/{id}", delete_silence_handler, MANAGE_SCOPE),
+)

@@ -15,9 +15,11 @@ from urllib.parse import urlencode
 from flightlog.query import search as search_mod
 from flightlog.query import sql_console
 from flightlog.query.alerts.rules import Rule, fingerprint, label_name
+from flightlog.query.kinds import KINDS
 from flightlog.query.search import match_condition, parse_query
 from flightlog.query.timefmt import NS_PER_S, format_ns
-from flightlog.query.trails import KINDS, STATUS_SQL
+from flightlog.query.trails import STATUS_SQL
+from flightlog.schema.engine_errors import log_engine_error, public_reason
 from flightlog.schema.store import Store, StoreError
 
 MAX_GROUPS = 1000
@@ -57,7 +59,9 @@ def evaluate(store: Store, tenant: str, rule: Rule, now_ns: int) -> list[Sample]
             return _sql(store, tenant, rule)
         return _trail(store, tenant, rule, now_ns)
     except StoreError as exc:
-        raise EvaluationError(f"the rule's query failed: {str(exc)[:500]}") from None
+        # the engine's text may quote row data: the rule shows its kind, the log has the rest
+        log_engine_error(f"alert rule {tenant}/{rule.name}", exc)
+        raise EvaluationError(f"the rule's query failed: {public_reason(exc, rule.query)}") from None
 
 
 def _quoted(value: str) -> str:

@@ -35,7 +35,8 @@ def _number(value: float) -> str:
     return repr(float(value)) if isinstance(value, float) else str(value)
 
 
-def render(evaluator: Evaluator) -> str:
+def render(evaluator: Evaluator, tenant: str | None = None) -> str:
+    """The evaluator's metrics; only `tenant`'s rules when given (a tenant's read key scraping)."""
     out: list[str] = []
 
     def family(name: str, kind: str, help_text: str, samples: list[tuple[str, float]]) -> None:
@@ -43,7 +44,7 @@ def render(evaluator: Evaluator) -> str:
         out.append(f"# TYPE {name} {kind}")
         out.extend(f"{name}{labels} {_number(value)}" for labels, value in samples)
 
-    rules = sorted(evaluator.status.items())
+    rules = sorted((key, status) for key, status in evaluator.status.items() if tenant is None or key[0] == tenant)
     keyed = [(labels_text([("tenant", t), ("rule", r)]), status) for (t, r), status in rules]
     family("flightlog_rule_evaluations_total", "counter", "Evaluations of each alert rule.",
            [(labels, s.evaluations) for labels, s in keyed])

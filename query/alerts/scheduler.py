@@ -15,7 +15,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import secrets
 import socket
+import threading
 import time
 import zlib
 from collections.abc import Awaitable, Callable
@@ -43,6 +45,7 @@ from flightlog.query.alerts.state import (
     ms_datetime,
 )
 from flightlog.query.timefmt import NS_PER_S
+from flightlog.schema.engine_errors import log_engine_error, public_reason
 from flightlog.schema.store import Store, StoreError
 
 log = logging.getLogger("flightlog.alerts")
@@ -77,7 +80,21 @@ def phase(key: tuple[str, str], interval_s: int) -> float:
 
 
 def node_id() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
+    """This evaluator's name in the lease: host, process, and a token (two apps in one process,
+    or a restarted one, are different evaluators)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+
+
+def release_lease(store: Store, owner: str) -> None:
+    """Give the lease up (on a clean stop), so a standby or the restarted process takes over at
+    once instead of after LEASE_S."""
+    rows = store.query(
+        "SELECT argMax(owner, version) FROM alert_leases WHERE name = {n:String} HAVING count() > 0",
+        {"n": LEASE_NAME},
+    ).rows
+    if rows and rows[0][0] == owner:
+        store.insert_rows("alert_leases", [{"name": LEASE_NAME, "owner": "", "until": ms_datetime(0),
+                                            "version": time.time_ns()}])
 
 
 def try_lease(store: Store, owner: str, now_ms: int, lease_s: float = LEASE_S, settle_s: float = LEASE_SETTLE_S) -> bool:
@@ -88,6 +105,14 @@ def try_lease(store: Store, owner: str, now_ms: int, lease_s: float = LEASE_S, s
     own: a rival that read the lease before our claim wrote its own claim within that time.
     """
 
+    with _LEASE_LOCK:  # evaluators of one process claim in turn; across processes the settle time does
+        return _try_lease(store, owner, now_ms, lease_s, settle_s)
+
+
+_LEASE_LOCK = threading.Lock()
+
+
+def _try_lease(store: Store, owner: str, now_ms: int, lease_s: float, settle_s: float) -> bool:
     def holder() -> tuple[str, int] | None:
         rows = store.query(
             "SELECT argMax(owner, version), toUnixTimestamp64Milli(argMax(until, version)) FROM alert_leases "
@@ -108,7 +133,7 @@ def try_lease(store: Store, owner: str, now_ms: int, lease_s: float = LEASE_S, s
         return True
     if settle_s > 0:
         time.sleep(settle_s)
-        current = holder()
+    current = holder()
     return current is not None and current[0] == owner
 
 
@@ -164,8 +189,10 @@ class Evaluator:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         try:
             await self.run_blocking(self.states_store.flush_values)
+            if self.is_leader:
+                await self.run_blocking(release_lease, self.store, self.owner)
         except StoreError as exc:
-            log.warning("alert evaluator: the last values were not written: %s", exc)
+            log.warning("alert evaluator: the last values or the lease release were not written: %s", exc)
 
     async def _loop(self) -> None:
         while True:
@@ -262,6 +289,7 @@ class Evaluator:
             status.last_evaluation_ms = now_ms
             status.last_duration_s = time.perf_counter() - started
             status.duration_sum_s += status.last_duration_s
+            self._record_status(stored.key, status)
             return []
         status.last_duration_s = time.perf_counter() - started
         status.duration_sum_s += status.last_duration_s
@@ -280,14 +308,35 @@ class Evaluator:
             if fp not in seen:  # the group has no lines in the window any more: its value is 0
                 changes.append(advance(prev, fp, prev.labels, False, 0.0, now_ms, rule.for_s * 1000,
                                        rule.repeat_s * 1000))
-        await self.run_blocking(self._persist, tenant, rule.name, changes, samples, now_ms)
+        try:
+            await self.run_blocking(self._persist, tenant, rule.name, changes, samples, now_ms)
+        except StoreError as exc:
+            # notify anyway: a missed alert costs more than a repeat after a restart
+            status.failures += 1
+            log_engine_error(f"alert rule {tenant}/{rule.name}: saving its state", exc)
+            status.last_error = f"the state could not be saved: {public_reason(exc)}"
         self.states[stored.key] = {c.after.fingerprint: c.after for c in changes if c.after.state in (PENDING, FIRING)}
+        self._record_status(stored.key, status)
         await self._notify(stored, changes, seen, now_ms)
         return changes
 
     def _persist(self, tenant: str, rule: str, changes: list[Change], samples: list[Sample], now_ms: int) -> None:
         self.states_store.save(tenant, rule, changes, now_ms)
         self.states_store.record_values(tenant, rule, [(s.fingerprint, s.labels, s.value) for s in samples], now_ms)
+
+    def _record_status(self, key: tuple[str, str], status: RuleStatus) -> None:
+        groups = self.states.get(key, {})
+        failure = self.dispatcher.rule_errors.get(key)
+        self.states_store.record_status(key[0], key[1], {
+            "last_evaluation": ms_datetime(status.last_evaluation_ms),
+            "duration_ms": status.last_duration_s * 1000,
+            "error": status.last_error,
+            "notify_error": f"{failure[0]}: {failure[1]}" if failure else "",
+            "evaluations": status.evaluations,
+            "failures": status.failures,
+            "firing": sum(1 for g in groups.values() if g.state == FIRING),
+            "pending": sum(1 for g in groups.values() if g.state == PENDING),
+        })
 
     # --- notifications ------------------------------------------------------------------------
 
@@ -303,7 +352,8 @@ class Evaluator:
         if not links:
             links = {"lines": self.public_url + f"/alerts?rule={_quote(rule.name)}"}
         value = sample.value if sample is not None else state.value
-        context = {"labels": labels, "value": value, "rule": rule.name, "group": state.labels, "links": links,
+        shown = int(value) if float(value).is_integer() else value  # "23 errors", not "23.0 errors"
+        context = {"labels": labels, "value": shown, "rule": rule.name, "group": state.labels, "links": links,
                    "state": status, **({"detail": sample.detail} if sample else {"detail": {}})}
         annotations = {name: render_template(text, context) for name, text in rule.annotations.items()}
         if sample is not None:

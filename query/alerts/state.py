@@ -96,6 +96,7 @@ class StateStore:
         # values are written in one insert per evaluator tick, not one per rule evaluation: 200
         # rules every 30 s would otherwise make ~7 small parts a second
         self._values: list[dict[str, Any]] = []
+        self._statuses: dict[tuple[str, str], dict[str, Any]] = {}
         self._values_lock = threading.Lock()
 
     def load_active(self) -> dict[tuple[str, str], dict[str, GroupState]]:
@@ -164,11 +165,20 @@ class StateStore:
         with self._values_lock:
             self._values.extend(rows)
 
+    def record_status(self, tenant: str, rule: str, status: dict[str, Any]) -> None:
+        """Queue a rule's latest status (the newest per rule wins) for the next flush."""
+        with self._values_lock:
+            self._statuses[(tenant, rule)] = {"tenant": tenant, "rule": rule, **status, "version": time.time_ns()}
+
     def flush_values(self) -> None:
+        """Write the queued values and statuses, one insert each."""
         with self._values_lock:
             rows, self._values = self._values, []
+            statuses, self._statuses = list(self._statuses.values()), {}
         if rows:
             self.store.insert_rows("alert_values", rows)
+        if statuses:
+            self.store.insert_rows("alert_rule_status", statuses)
 
     def forget_rule(self, tenant: str, rule: str) -> None:
         """A deleted rule's groups stop being active (its history stays)."""
@@ -225,3 +235,29 @@ def values(store: Store, tenant: str, rule: str, since_ms: int, max_groups: int 
     )
     return {fp: {"labels": dict(labels), "points": [(int(t), float(v)) for t, v in points]}
             for fp, labels, points in result.rows}
+
+
+def rule_statuses(store: Store, tenant: str) -> dict[str, dict[str, Any]]:
+    """Each rule's last evaluation as written by whichever node evaluates (for the other nodes)."""
+    result = store.query(
+        "SELECT rule, toUnixTimestamp64Milli(last_evaluation), duration_ms, error, notify_error, evaluations, "
+        "failures, firing, pending FROM alert_rule_status FINAL WHERE tenant = {t:String}",
+        {"t": tenant},
+    )
+    return {
+        rule: {"last_evaluation_ms": int(at), "duration_ms": float(ms), "error": error, "notify_error": notify,
+               "evaluations": int(n), "failures": int(failed), "firing": int(firing), "pending": int(pending)}
+        for rule, at, ms, error, notify, n, failed, firing, pending in result.rows
+    }
+
+
+def active_groups(store: Store, tenant: str) -> list[dict[str, Any]]:
+    """The tenant's pending and firing groups, from the store (the same on every node)."""
+    result = store.query(
+        "SELECT rule, fingerprint, labels, state, value, toUnixTimestamp64Milli(if(fired_at > toDateTime64(0, 3), "
+        "fired_at, active_since)) FROM alert_state FINAL WHERE tenant = {t:String} AND state IN ('pending', 'firing') "
+        "ORDER BY state = 'firing' DESC, rule, fingerprint LIMIT 10000",
+        {"t": tenant},
+    )
+    return [{"rule": rule, "fingerprint": fp, "labels": dict(labels), "state": state, "value": float(value),
+             "since_ms": int(since)} for rule, fp, labels, state, value, since in result.rows]

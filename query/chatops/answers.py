@@ -16,14 +16,15 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 import orjson
-from flightlog.query import histogram, search, trails
+from flightlog.query import histogram, kinds, search, trails
 from flightlog.query import slack_blocks as sb
 from flightlog.query.chatops.commands import USAGE, Command
 from flightlog.query.lines import Cursor
 from flightlog.query.querylang import QuerySyntaxError
 from flightlog.query.timefmt import NS_PER_S, format_ns, now_ns, parse_ns
+from flightlog.schema.id_paths import id_segment
+from flightlog.schema.refusal import Refusal
 from flightlog.schema.store import Store
-from flightlog.web.errors import ApiError
 
 HOSTS_SHOWN = 20
 NEWEST_SHOWN = 5
@@ -59,7 +60,7 @@ def problem(text: str) -> Answer:
 
 
 def trail_url(base: str, kind: str, entity_id: str) -> str:
-    return f"{base}/{kind}s/{quote(entity_id, safe='')}"
+    return f"{base}/{kind}s/{id_segment(entity_id)}"
 
 
 def line_url(base: str, kind: str, entity_id: str, ref: str) -> str:
@@ -125,7 +126,7 @@ def trail_answer(store: Store, tenant: str, kind: str, entity_id: str, base: str
     error, and buttons to the trail and the first error. `compact`: the shorter unfurl."""
     try:
         summ = trails.summary(store, tenant, kind, entity_id)
-    except ApiError as exc:
+    except Refusal as exc:
         if exc.status == 404:
             return problem(f"No {kind} {entity_id} in tenant {tenant}: no line carries that id.")
         raise
@@ -139,7 +140,7 @@ def trail_answer(store: Store, tenant: str, kind: str, entity_id: str, base: str
         ("Lines", f"{summ['lines']} ({levels})"),
         ("Services", ", ".join(summ["services"])),
     ]
-    other = trails.KINDS[kind].other_key
+    other = kinds.KINDS[kind].other_key
     if summ.get(other):
         fields.append((other.capitalize(), ", ".join(summ[other][:10]) + (" …" if len(summ[other]) > 10 else "")))
     lead = f"{STATUS_EMOJI.get(status, ':white_circle:')} *{sb.escape(kind.capitalize())} {sb.escape(entity_id)}* " \
@@ -177,7 +178,7 @@ def next_lines_answer(store: Store, tenant: str, kind: str, entity_id: str, curs
     try:
         page = trails.trail(store, tenant, kind, entity_id, limit=LINES_PER_PAGE,
                             cursor=Cursor.decode(cursor) if cursor else None)
-    except ApiError as exc:
+    except Refusal as exc:
         return problem(exc.message)
     lines = page["lines"]
     where = "the first" if not cursor else "the next"
@@ -199,7 +200,7 @@ def next_lines_answer(store: Store, tenant: str, kind: str, entity_id: str, curs
 def first_error_answer(store: Store, tenant: str, kind: str, entity_id: str, base: str) -> Answer:
     try:
         err = first_error(store, tenant, kind, entity_id)
-    except ApiError as exc:
+    except Refusal as exc:
         return problem(exc.message)
     if err is None:
         return problem(f"{kind.capitalize()} {entity_id} has no error or fatal line.")

@@ -32,11 +32,13 @@ from flightlog.query.alerts.api import ALERTS, public_url
 from flightlog.query.alerts.rules import RuleError
 from flightlog.query.chatops import answers, commands, mattermost, unfurls
 from flightlog.query.chatops.verify import NotVerified, ReplayGuard, slack_signer_of, verify_mattermost, verify_slack
+from flightlog.query.slots_api import run_query
 from flightlog.query.timefmt import format_ns
+from flightlog.schema.app_state import SETTINGS, STORE
 from flightlog.schema.chatops_workspaces import Workspace, Workspaces, workspace_source
+from flightlog.schema.refusal import Refusal
+from flightlog.schema.route_table import add_route
 from flightlog.schema.settings import Settings
-from flightlog.web.keys import SETTINGS, STORE
-from flightlog.web.server import run_in_store_thread
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
@@ -47,6 +49,7 @@ MAX_BODY_BYTES = 1024 * 1024  # Slack's payloads are a few KB
 SLACK_HOOKS_HOST = "hooks.slack.com"
 SEEN_EVENTS = 10_000
 COULD_NOT_ANSWER = "flightlog could not answer this time; the server's log has the details."
+BUSY = "flightlog is busy with this workspace's queries; ask again in a moment."
 
 
 class ChatOps:
@@ -102,9 +105,11 @@ CHATOPS = web.AppKey("chatops", ChatOps)
 
 def setup_chatops(app: web.Application) -> None:
     app.cleanup_ctx.append(_chatops_context)
-    app.router.add_post(PATHS[0], commands_handler)
-    app.router.add_post(PATHS[1], interactions_handler)
-    app.router.add_post(PATHS[2], events_handler)
+    # public: no API key; each request carries a Slack signature or Mattermost token instead,
+    # checked against the workspace it names before anything runs
+    add_route(app, "POST", PATHS[0], commands_handler, scope="public")
+    add_route(app, "POST", PATHS[1], interactions_handler, scope="public")
+    add_route(app, "POST", PATHS[2], events_handler, scope="public")
 
 
 async def _chatops_context(app: web.Application) -> AsyncIterator[None]:
@@ -203,15 +208,15 @@ async def commands_handler(request: web.Request) -> web.Response:
         via_mattermost = _verify(chat, workspace, request, body, form.get("token", ""))
     except NotVerified as exc:
         return _refused(exc, request, team)
+    request["tenant"] = workspace.tenant  # the workspace decides the tenant (and its query slots)
     if not workspace.allows_channel(form.get("channel_id", "")):
         return web.json_response(_channel_refused(form.get("channel_id", ""), via_mattermost))
     try:
         command = commands.parse(form.get("text", ""))
     except commands.UsageError as exc:
         return web.json_response(_slack_answer(answers.problem(f"{exc}"), True, via_mattermost))
-    app = request.app
-    work = asyncio.ensure_future(_answer(app, workspace, command, form.get("command") or "/flightlog"))
-    budget = app[SETTINGS].chatops_answer_within_ms / 1000
+    work = asyncio.ensure_future(_answer(request, workspace, command, form.get("command") or "/flightlog"))
+    budget = request.app[SETTINGS].chatops_answer_within_ms / 1000
     try:
         answer = await asyncio.wait_for(asyncio.shield(work), budget)
     except TimeoutError:
@@ -227,13 +232,18 @@ async def commands_handler(request: web.Request) -> web.Response:
     return web.json_response(_slack_answer(answer, command.ephemeral, via_mattermost))
 
 
-async def _answer(app: web.Application, workspace: Workspace, command: commands.Command, command_name: str
+async def _answer(request: web.Request, workspace: Workspace, command: commands.Command, command_name: str
                   ) -> answers.Answer:
+    app = request.app
     chat = app[CHATOPS]
     firing = _firing(app, workspace.tenant) if command.name == "alerts" else []
     try:
-        return await run_in_store_thread(app, answers.answer, app[STORE], workspace.tenant, command, chat.base,
-                                         firing, command_name)
+        return await run_query(request, answers.answer, app[STORE], workspace.tenant, command, chat.base, firing,
+                               command_name)
+    except Refusal as exc:
+        if exc.status == 429:
+            return answers.problem(BUSY)
+        raise
     except Exception:
         # the engine's error text can quote the query; the channel gets no more than that it failed
         log.exception("chatops: %s %r for tenant %s failed", command.name, command.arg, workspace.tenant)
@@ -288,6 +298,7 @@ async def interactions_handler(request: web.Request) -> web.Response:
         via_mattermost = _verify(chat, workspace, request, body, str(payload.get("token", "")))
     except NotVerified as exc:
         return _refused(exc, request, team)
+    request["tenant"] = workspace.tenant
     channel = str((payload.get("channel") or {}).get("id", ""))
     response_url = str(payload.get("response_url", ""))
     actions = payload.get("actions") or []
@@ -304,11 +315,11 @@ async def interactions_handler(request: web.Request) -> web.Response:
         return web.Response(status=200)
     ephemeral = bool((payload.get("container") or {}).get("is_ephemeral"))
     user = str((payload.get("user") or {}).get("id", ""))
-    chat.spawn(_press(request.app, workspace, action_id, str(action.get("value", "")), user, response_url, ephemeral))
+    chat.spawn(_press(request, workspace, action_id, str(action.get("value", "")), user, response_url, ephemeral))
     return web.Response(status=200)
 
 
-async def _press(app: web.Application, workspace: Workspace, action_id: str, value: str, user: str,
+async def _press(request: web.Request, workspace: Workspace, action_id: str, value: str, user: str,
                  response_url: str, ephemeral: bool) -> None:
     try:
         data = orjson.loads(value)
@@ -316,12 +327,13 @@ async def _press(app: web.Application, workspace: Workspace, action_id: str, val
             raise ValueError
     except ValueError:
         data = {}
-    answer = await _press_answer(app, workspace, action_id, data, user)
+    answer = await _press_answer(request, workspace, action_id, data, user)
     await _post(response_url, {**_slack_answer(answer, ephemeral), "replace_original": False})
 
 
-async def _press_answer(app: web.Application, workspace: Workspace, action_id: str, data: dict[str, Any],
+async def _press_answer(request: web.Request, workspace: Workspace, action_id: str, data: dict[str, Any],
                         user: str) -> answers.Answer:
+    app = request.app
     chat, store, tenant = app[CHATOPS], app[STORE], workspace.tenant
     kind, entity_id = str(data.get("k", "")), str(data.get("id", ""))
     try:
@@ -329,19 +341,25 @@ async def _press_answer(app: web.Application, workspace: Workspace, action_id: s
             return answers.problem("That button is from an answer this server cannot read.")
         if action_id == answers.NEXT_LINES:
             cursor = data.get("c") if isinstance(data.get("c"), str) else None
-            return await run_in_store_thread(app, answers.next_lines_answer, store, tenant, kind, entity_id, cursor,
-                                             chat.base)
+            return await run_query(request, answers.next_lines_answer, store, tenant, kind, entity_id, cursor,
+                                   chat.base)
         if action_id == answers.FIRST_ERROR:
-            return await run_in_store_thread(app, answers.first_error_answer, store, tenant, kind, entity_id, chat.base)
+            return await run_query(request, answers.first_error_answer, store, tenant, kind, entity_id, chat.base)
         if action_id == answers.SILENCE:
-            return await _silence(app, workspace, data, user)
+            return await _silence(request, workspace, data, user)
+    except Refusal as exc:
+        if exc.status == 429:
+            return answers.problem(BUSY)
+        log.exception("chatops: button %s for tenant %s failed", action_id, tenant)
+        return answers.problem(COULD_NOT_ANSWER)
     except Exception:
         log.exception("chatops: button %s for tenant %s failed", action_id, tenant)
         return answers.problem(COULD_NOT_ANSWER)
     return answers.problem("That button is not one flightlog knows.")
 
 
-async def _silence(app: web.Application, workspace: Workspace, data: dict[str, Any], user: str) -> answers.Answer:
+async def _silence(request: web.Request, workspace: Workspace, data: dict[str, Any], user: str) -> answers.Answer:
+    app = request.app
     if user not in workspace.silencers:
         return answers.problem(f"User {user} may not silence alerts from this workspace: an admin adds "
                                f"`--silencers {user}` to `flightlog chatops add-slack`.")
@@ -350,8 +368,8 @@ async def _silence(app: web.Application, workspace: Workspace, data: dict[str, A
     try:
         wanted = silences.parse_silence({"rule": rule, "matchers": {str(k): str(v) for k, v in matchers.items()},
                                          "for": "1h", "comment": f"from Slack by {user}"})
-        silence = await run_in_store_thread(app, silences.create, app[STORE], workspace.tenant, wanted,
-                                            f"slack {workspace.team}/{user}")
+        silence = await run_query(request, silences.create, app[STORE], workspace.tenant, wanted,
+                                  f"slack {workspace.team}/{user}")
     except RuleError as exc:
         return answers.problem("; ".join(f"{e['field']}: {e['reason']}" for e in exc.errors))
     service = app.get(ALERTS)
@@ -392,21 +410,23 @@ async def events_handler(request: web.Request) -> web.Response:
         verify_slack(workspace, body, timestamp, signature, chat.guard)
     except NotVerified as exc:
         return _refused(exc, request, team)
+    request["tenant"] = workspace.tenant
     inner = event.get("event") or {}
     if (event.get("type") == "event_callback" and isinstance(inner, dict) and inner.get("type") == "link_shared"
             and chat.first_event(str(event.get("event_id", "")))):
         if workspace.bot_token and (inner.get("channel") == "COMPOSER" or workspace.allows_channel(
                 str(inner.get("channel", "")))):
-            chat.spawn(_unfurl(request.app, workspace, inner))
+            chat.spawn(_unfurl(request, workspace, inner))
     return web.Response(status=200)
 
 
-async def _unfurl(app: web.Application, workspace: Workspace, event: dict[str, Any]) -> None:
+async def _unfurl(request: web.Request, workspace: Workspace, event: dict[str, Any]) -> None:
+    app = request.app
     chat = app[CHATOPS]
     urls = [str(link.get("url", "")) for link in event.get("links") or [] if isinstance(link, dict)]
     found: dict[str, Any] = {}
     for url in urls[:5]:
-        summary = await run_in_store_thread(app, unfurls.unfurl, app[STORE], workspace.tenant, url, chat.base)
+        summary = await run_query(request, unfurls.unfurl, app[STORE], workspace.tenant, url, chat.base)
         if summary is not None:
             found[url] = summary
     if not found:

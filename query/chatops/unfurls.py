@@ -12,6 +12,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from flightlog.query.chatops import answers
 from flightlog.query.chatops.commands import DEFAULT_SEARCH_WINDOW, UsageError, window_seconds
+from flightlog.schema.id_paths import id_from_segment
 from flightlog.schema.store import Store
 
 
@@ -28,7 +29,7 @@ def target_of(url: str, base: str) -> tuple[str, str, str] | None:
         path = path[len(prefix):]
     parts = path.strip("/").split("/")
     if len(parts) == 2 and parts[0] in ("builds", "deploys") and parts[1]:
-        return (parts[0][:-1], unquote(parts[1]), "")
+        return (parts[0][:-1], id_from_segment(unquote(parts[1])), "")
     if parts == ["search"]:
         query = parse_qs(link.query)
         q = (query.get("q") or [""])[0]

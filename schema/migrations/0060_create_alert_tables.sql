@@ -45,7 +45,7 @@ CREATE TABLE IF NOT EXISTS alert_history
     state       LowCardinality(String),
     value       Float64
 )
-ENGINE = MergeTree
+ENGINE = {{merge_tree}}
 ORDER BY (tenant, rule, ts)
 TTL toDateTime(ts) + INTERVAL 90 DAY;
 
@@ -58,7 +58,7 @@ CREATE TABLE IF NOT EXISTS alert_values
     labels      Map(String, String),
     value       Float64
 )
-ENGINE = MergeTree
+ENGINE = {{merge_tree}}
 ORDER BY (tenant, rule, ts)
 TTL toDateTime(ts) + INTERVAL 7 DAY;
 
@@ -87,3 +87,22 @@ CREATE TABLE IF NOT EXISTS alert_leases
 )
 ENGINE = ReplacingMergeTree(version)
 ORDER BY name;
+
+-- Each rule's last evaluation as the evaluating node saw it, so every `query` node (not only
+-- the one holding the lease) shows the same status.
+CREATE TABLE IF NOT EXISTS alert_rule_status
+(
+    tenant          LowCardinality(String),
+    rule            String,
+    last_evaluation DateTime64(3, 'UTC'),
+    duration_ms     Float64,
+    error           String,
+    notify_error    String,
+    evaluations     UInt64,
+    failures        UInt64,
+    firing          UInt32,
+    pending         UInt32,
+    version         UInt64
+)
+ENGINE = ReplacingMergeTree(version)
+ORDER BY (tenant, rule);

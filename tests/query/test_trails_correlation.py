@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 
 import orjson
-from flightlog.schema.migrate import apply_migrations, load_migrations, template_values
 
 from tests.query.data import NS, insert, make_fleet, make_line, rfc3339
 
@@ -30,21 +29,31 @@ async def test_build_status_is_failed_with_an_error_line_else_ok(client, store):
     assert (await _get(client, "/api/v1/builds/bad"))["status"] == "failed"
 
 
-async def test_a_status_attribute_on_the_last_line_wins(client, store):
+async def test_a_generic_status_attribute_never_sets_a_build_status_but_build_status_does(client, store):
     base = _ago(30)
     insert(
         store,
         [
+            # an HTTP status on a line of the build is not the build's status
+            make_line(base, build_id="http", attrs={"status": "404"}, message="GET /missing"),
             make_line(base, build_id="retry", level="error", message="flaky test"),
-            make_line(base + NS, build_id="retry", attrs={"status": "running"}),
-            make_line(base + 2 * NS, build_id="retry", attrs={"status": "ok"}, message="done"),
-            make_line(base, build_id="middle", attrs={"status": "ok"}),
-            make_line(base + NS, build_id="middle", level="fatal"),
+            make_line(base + NS, build_id="retry", attrs={"build.status": "running"}),
+            make_line(base + 2 * NS, build_id="retry", attrs={"build.status": "passed"}, message="done"),
+            make_line(base, build_id="middle", attrs={"build_status": "success"}),
+            make_line(base + NS, build_id="middle", attrs={"build": '{"id": "middle", "status": "failed"}'}),
+            make_line(base, deploy_id="d-http", attrs={"status": "500", "deploy.status": "bogus"}),
         ],
     )
-    assert (await _get(client, "/api/v1/builds/retry"))["status"] == "ok"
-    # only the last line's status counts: an earlier one does not hide a later fatal
-    assert (await _get(client, "/api/v1/builds/middle"))["status"] == "failed"
+    http = await _get(client, "/api/v1/builds/http")
+    assert http["status"] == "ok" and http["record"] is None
+    retry = await _get(client, "/api/v1/builds/retry")
+    # CI's word (here a line's explicit build.status) and the lines' own say are both shown
+    assert (retry["status"], retry["log_status"]) == ("success", "failed")
+    assert [h["status"] for h in retry["record"]["history"]] == ["running", "success"]
+    assert (await _get(client, "/api/v1/builds/middle"))["status"] == "failure"
+    assert (await _get(client, "/api/v1/deploys/d-http"))["status"] == "ok"
+    listed = {b["id"]: b["status"] for b in (await _get(client, "/api/v1/builds"))["builds"]}
+    assert listed == {"http": "ok", "retry": "success", "middle": "failure"}
 
 
 async def test_a_line_carrying_both_ids_links_build_and_deploy(client, store):
@@ -229,10 +238,10 @@ async def test_builds_list_filters_by_time_service_and_status_and_pages(client, 
         if not cursor:
             break
     assert got == all_ids
-    # the fleet's builds all have error lines; make one ok by its status attribute
+    # the fleet's builds all have error lines; one is a success by its explicit build.status
     last = fleet.of("build_id", "b004")[-1]
-    insert(store, [make_line(last["ts_ns"] + 1, build_id="b004", service="api", attrs={"status": "ok"})])
-    assert [b["id"] for b in (await _get(client, "/api/v1/builds", status="ok"))["builds"]] == ["b004"]
+    insert(store, [make_line(last["ts_ns"] + 1, build_id="b004", service="api", attrs={"build.status": "ok"})])
+    assert [b["id"] for b in (await _get(client, "/api/v1/builds", status="success"))["builds"]] == ["b004"]
     assert len((await _get(client, "/api/v1/builds", status="failed"))["builds"]) == 11
     first_b3 = fleet.of("build_id", "b003")[0]["ts_ns"]
     last_b5 = fleet.of("build_id", "b005")[-1]["ts_ns"]
@@ -264,48 +273,3 @@ async def test_a_replayed_batch_is_counted_once_in_every_summary(client, store):
     assert (await _get(client, "/api/v1/builds"))["builds"][0]["lines"] == 50
     hosts = (await _get(client, "/api/v1/hosts"))["hosts"]
     assert sum(h["lines"] for h in hosts) == 50 and sum(h["errors"] for h in hosts) == 1
-
-
-def test_migrations_backfill_lines_that_were_there_before_them(tmp_path):
-    from flightlog.schema.embedded import EmbeddedStore
-
-    store = EmbeddedStore(tmp_path / "data")
-    try:
-        values = template_values(store, 30)
-        store.command(
-            "CREATE TABLE schema_migrations (number UInt32, name String, "
-            "applied_at DateTime64(3, 'UTC') DEFAULT now64(3)) ENGINE = MergeTree ORDER BY number"
-        )
-        for migration in load_migrations():
-            if migration.number < 20:
-                for statement in migration.statements(values):
-                    store.command(statement)
-                store.insert_rows("schema_migrations", [{"number": migration.number, "name": migration.name}])
-        fleet = make_fleet(store, builds=3)
-        applied = apply_migrations(store, 30)
-        assert any(name.startswith("0020_") for name in applied)
-        assert any(name.startswith("0021_") for name in applied)
-        counts = dict(store.query("SELECT kind, count() FROM trail_lines GROUP BY kind").rows)
-        assert counts == {"build": 120, "deploy": 60}
-        id_counts = dict(store.query("SELECT kind, count() FROM id_lines GROUP BY kind").rows)
-        assert id_counts == {"trace": 120, "request": 120}
-        total = store.query("SELECT sum(lines) FROM id_summary WHERE kind = 'build'").scalar()
-        assert total == len(fleet.lines)
-        # re-running a migration (a crash before it was recorded) leaves the same state
-        for migration in load_migrations():
-            if migration.number in (20, 21):
-                for statement in migration.statements(values):
-                    store.command(statement)
-        assert dict(store.query("SELECT kind, count() FROM trail_lines GROUP BY kind").rows) == counts
-        assert dict(store.query("SELECT kind, count() FROM id_lines GROUP BY kind").rows) == id_counts
-        assert store.query("SELECT sum(lines) FROM id_summary WHERE kind = 'build'").scalar() == total
-        assert store.query("SELECT sum(lines) FROM host_summary").scalar() == len(fleet.lines)
-    finally:
-        store.close()
-
-
-def test_correlation_tables_follow_the_retention_setting(store):
-    apply_migrations(store, 90)
-    for table in ("trail_lines", "id_lines", "id_hosts", "id_summary", "host_ids", "host_summary"):
-        ddl = store.query(f"SHOW CREATE TABLE {table}").scalar()
-        assert "toIntervalDay(90)" in ddl, table

@@ -19,7 +19,7 @@ from urllib.parse import quote
 import orjson
 import pytest
 from flightlog.query import sql_console
-from flightlog.web.auth import needed_scope
+from flightlog.schema.route_table import declared_routes
 from flightlog.web.server import create_app
 
 from tests.security.conftest import bearer, wait_for_rows
@@ -57,6 +57,7 @@ PROBES = [
     Probe("context of an own line", "/api/v1/context?ref={own_ref}", own=True),
     Probe("hosts", "/api/v1/hosts", own=True),
     Probe("sql audit", "/api/v1/sql/audit"),
+    Probe("quarantine", "/api/v1/quarantine"),
     Probe("page index", "/", html=True),
     Probe("page build", "/builds/build-shared", own=True, html=True),
     Probe("page deploy", "/deploys/deploy-shared", own=True, html=True),
@@ -66,7 +67,23 @@ PROBES = [
     Probe("page hosts", "/hosts", own=True, html=True),
     Probe("page tail", "/tail?q=", html=True),
     Probe("page sql", "/sql", html=True),
+    Probe("page quarantine", "/quarantine", html=True),
+    Probe("build diff", "/api/v1/builds/build-shared/diff?against=build-shared"),
+    Probe("build diff against previous", "/api/v1/builds/build-shared/diff?against=previous"),
+    Probe("deploy diff", "/api/v1/deploys/deploy-shared/diff", own=True),
+    Probe("builds by repo", "/api/v1/builds?repo={own_repo}", own=True),
+    Probe("page pipelines", "/pipelines", own=True, html=True),
+    Probe("alert rules", "/api/v1/alerts/rules", own=True),
+    Probe("alert rule", "/api/v1/alerts/rules/shared-rule", own=True),
+    Probe("alert rule values", "/api/v1/alerts/rules/shared-rule/values"),
+    Probe("active alerts", "/api/v1/alerts"),
+    Probe("alert silences", "/api/v1/alerts/silences", own=True),
+    Probe("page alerts", "/alerts", own=True, html=True),
+    Probe("page alert rule", "/alerts/rules/shared-rule", own=True, html=True),
+    Probe("page new alert rule", "/alerts/new", html=True),
 ]
+# The alert previews are POSTs (a rule in the body): test_alert_preview_shows_only_the_callers_lines.
+ALERT_PREVIEWS = {"/api/v1/alerts/preview", "/alerts/preview"}
 
 # GET routes that need a read key but hold no tenant's lines (with the reason).
 NOT_TENANT_DATA = {
@@ -99,6 +116,7 @@ SQL_PROBES = [
     "SELECT message FROM view(SELECT * FROM logs)",
     "SELECT * FROM file('keys.json', 'LineAsString')",
     "SELECT * FROM api_keys",
+    "SELECT * FROM hook_secrets",
     "SELECT * FROM system.tables",
     "SELECT * FROM system.parts",
     "SELECT * FROM system.query_log",
@@ -129,13 +147,18 @@ async def _ingest(client, key, tenant):
     )
     resp = await client.post("/api/v1/logs", data=body, headers=bearer(key))
     assert resp.status == 200, await resp.text()
+    # a CI record for the shared build id, its repo named after the tenant's marker
+    resp = await client.post("/api/v1/builds/build-shared/events", headers=bearer(key),
+                             json={"status": "failure", "repo": f"{marker}/repo", "pipeline": "ci", "branch": "main"})
+    assert resp.status == 200, await resp.text()
 
 
 @pytest.fixture
 async def two_tenants(aiohttp_client, settings, store, make_key):
     keys = {
-        "alpha": {"ingest": make_key("alpha", "ingest"), "read": make_key("alpha", "read")},
-        "bravo": {"ingest": make_key("bravo", "ingest"), "read": make_key("bravo", "read")},
+        tenant: {"ingest": make_key(tenant, "ingest"), "read": make_key(tenant, "read"),
+                 "alerts": make_key(tenant, "alerts")}
+        for tenant in ("alpha", "bravo")
     }
     client = await aiohttp_client(create_app(settings, store=store))
     for tenant in TENANTS:
@@ -148,6 +171,15 @@ async def two_tenants(aiohttp_client, settings, store, make_key):
     for tenant in TENANTS:
         resp = await client.get("/api/v1/search?q=&from=1d&limit=1", headers=bearer(keys[tenant]["read"]))
         refs[tenant] = (await resp.json())["lines"][0]["ref"]
+    # each tenant has an alert rule of the same name, and a silence, both naming its marker
+    for tenant, (marker, _) in TENANTS.items():
+        rule = {"name": "shared-rule", "query": f"attrs.who:{marker}", "condition": "count > 0",
+                "group_by": ["attrs.who"], "interval": "5s"}
+        resp = await client.post("/api/v1/alerts/rules", json=rule, headers=bearer(keys[tenant]["alerts"]))
+        assert resp.status == 201, await resp.text()
+        resp = await client.post("/api/v1/alerts/silences", json={"rule": "shared-rule", "for": "1h",
+                                 "comment": marker}, headers=bearer(keys[tenant]["alerts"]))
+        assert resp.status == 201, await resp.text()
     # each tenant runs one SQL query, so the audit has entries of both
     for tenant in TENANTS:
         await client.post("/api/v1/sql", json={"sql": f"SELECT '{TENANTS[tenant][0]}-audit'"},
@@ -165,7 +197,8 @@ async def test_no_read_path_shows_another_tenants_lines(two_tenants):
     for probe in PROBES:
         for tenant in TENANTS:
             other = _other(tenant)
-            path = probe.path.format(ref=refs[other], own_ref=refs[tenant], q=quote(TENANTS[other][0].lower()))
+            path = probe.path.format(ref=refs[other], own_ref=refs[tenant], q=quote(TENANTS[other][0].lower()),
+                                     own_repo=quote(f"{TENANTS[tenant][0]}/repo", safe=""))
             headers = bearer(keys[tenant]["read"])
             if probe.html:
                 headers["Accept"] = "text/html"
@@ -180,20 +213,33 @@ async def test_no_read_path_shows_another_tenants_lines(two_tenants):
     assert not failures, "\n".join(failures)
 
 
+async def test_alert_preview_shows_only_the_callers_lines(two_tenants):
+    client, keys, _ = two_tenants
+    for tenant in TENANTS:
+        other = _other(tenant)
+        for path, body in (("/api/v1/alerts/preview", {"json": {"query": "", "group_by": ["host"]}}),
+                           ("/alerts/preview", {"data": {"query": "", "group_by": "host", "window": "1d"}})):
+            resp = await client.post(path, **body, headers=bearer(keys[tenant]["read"]))
+            text = await resp.text()
+            assert resp.status == 200, text
+            assert TENANTS[tenant][0] in text and TENANTS[other][0] not in text, (tenant, path)
+
+
 async def test_histogram_counts_only_the_callers_lines(two_tenants):
     client, keys, _ = two_tenants
     for tenant, (_, count) in TENANTS.items():
         resp = await client.get("/api/v1/histogram?q=&from=1d", headers=bearer(keys[tenant]["read"]))
         assert resp.status == 200
         body = await resp.json()
-        counted = sum(sum(v for k, v in bucket.items() if isinstance(v, int) and k not in ("ts", "start", "end"))
-                      if isinstance(bucket, dict) else 0 for bucket in body.get("buckets", []))
-        assert counted in (count, 2 * count), (tenant, body)  # a total, or a total plus per-level counts
+        assert body["total"] == count, (tenant, body)
+        assert sum(bucket["total"] for bucket in body["buckets"]) == count, (tenant, body)
+        assert sum(n for bucket in body["buckets"] for n in bucket["counts"].values()) == count, (tenant, body)
 
 
 async def test_sql_cannot_get_around_the_tenant_filter(two_tenants, store):
     client, keys, _ = two_tenants
-    tables = sql_console.allowed_tables(store) if hasattr(sql_console, "allowed_tables") else sql_console.ALLOWED_TABLES
+    tables = sql_console.allowed_tables(store)
+    assert {"logs", "trail_lines"} <= set(tables)
     statements = list(SQL_PROBES)
     for table in tables:
         statements += [f"SELECT * FROM {table}", f"SELECT * FROM default.{table}", f"SELECT * FROM {table} AS t"]
@@ -245,28 +291,16 @@ async def test_live_tail_shows_only_the_callers_lines(two_tenants):
 def test_every_read_route_has_a_probe(settings):
     app = create_app(settings)
     covered = {p.path.split("?", 1)[0] for p in PROBES} | {"/api/v1/tail", "/api/v1/sql", "/sql"} | set(NOT_TENANT_DATA)
+    covered |= ALERT_PREVIEWS
     missing = []
-    for route in app.router.routes():
-        info = route.resource.get_info() if route.resource else {}
-        path = info.get("path") or info.get("formatter") or ""
-        if not path or path.startswith("/static") or route.method == "HEAD":
-            continue
-        module = getattr(route.handler, "__module__", "")
-        if route.method in ("POST", "PUT") and module.startswith("flightlog.ingest"):
-            continue  # ingest: stamped with the key's tenant, tested in test_keys_and_auth
-        if path in ("/login", "/logout") or scope_is_public(path, route.method):
+    for (method, path), needs in declared_routes(app).items():
+        if method == "HEAD" or needs is None or needs.scope != "read":
+            continue  # ingest routes stamp the key's tenant: tested in test_keys_and_auth
+        if path == "/logout":
             continue
         concrete = path.replace("{build_id}", "build-shared").replace("{deploy_id}", "deploy-shared")
         concrete = concrete.replace("{id}", "build-shared" if path.startswith("/builds") else "deploy-shared")
+        concrete = concrete.replace("{name}", "shared-rule")
         if concrete not in covered:
-            missing.append(f"{route.method} {path}")
+            missing.append(f"{method} {path}")
     assert not missing, f"read routes with no isolation probe (add one to PROBES): {missing}"
-
-
-def scope_is_public(path: str, method: str) -> bool:
-    class Fake:
-        def __init__(self):
-            self.path, self.method, self.headers = path, method, {"Accept": "application/json"}
-            self.match_info = None
-
-    return needed_scope(Fake()) is None

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
-from flightlog.schema.keys import KeyFile, new_key
+from flightlog.schema.api_keys import KeyFile, new_key
 
 from tests.query.alerts.conftest import lines
 

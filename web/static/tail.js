@@ -15,6 +15,12 @@
 
   function status(text) { if (statusEl) statusEl.textContent = text; }
 
+  // An id as one path segment (query/id_paths.py): "." and ".." (and dots then tildes) get a
+  // tilde more, or the browser would resolve them away.
+  function idSegment(id) {
+    return encodeURIComponent(/^\.{1,2}~*$/.test(id) ? id + "~" : id);
+  }
+
   function chunk() {
     var chunks = lines.querySelectorAll(".chunk");
     var last = chunks[chunks.length - 1];
@@ -54,8 +60,8 @@
     row.appendChild(cell("span", "", line.service));
     row.appendChild(cell("span", "", line.host));
     var msg = cell("span", "msg", line.message);
-    if (line.build_id) { msg.appendChild(document.createTextNode(" ")); msg.appendChild(chip("/builds/" + encodeURIComponent(line.build_id), "build " + line.build_id)); }
-    if (line.deploy_id) { msg.appendChild(document.createTextNode(" ")); msg.appendChild(chip("/deploys/" + encodeURIComponent(line.deploy_id), "deploy " + line.deploy_id)); }
+    if (line.build_id) { msg.appendChild(document.createTextNode(" ")); msg.appendChild(chip("/builds/" + idSegment(line.build_id), "build " + line.build_id)); }
+    if (line.deploy_id) { msg.appendChild(document.createTextNode(" ")); msg.appendChild(chip("/deploys/" + idSegment(line.deploy_id), "deploy " + line.deploy_id)); }
     if (line.trace_id) { msg.appendChild(document.createTextNode(" ")); msg.appendChild(chip("/search?q=" + encodeURIComponent("trace_id:" + line.trace_id), "trace " + line.trace_id.slice(0, 12))); }
     row.appendChild(msg);
     var atBottom = window.innerHeight + window.scrollY >= document.body.scrollHeight - 40;

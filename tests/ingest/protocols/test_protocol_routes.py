@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import time
+
 import orjson
 import pytest
-from flightlog.ingest.limits import IngestError
+from flightlog.schema.app_state import BATCHER
+from flightlog.schema.refusal import Refusal
 from flightlog.schema.settings import Settings
-from flightlog.web.keys import BATCHER
 from flightlog.web.server import create_app
 
 
@@ -19,7 +21,7 @@ async def client(store, aiohttp_client, tmp_path):  # store first: it must close
 
 
 def _query(client) -> list[dict]:
-    from flightlog.web.keys import STORE
+    from flightlog.schema.app_state import STORE
 
     return client.app[STORE].query("SELECT message, service, level, build_id FROM logs ORDER BY seq").dicts()
 
@@ -39,7 +41,7 @@ async def test_text_plain_lines_take_their_fields_from_the_request(client):
 
 
 async def test_loki_push_answers_204_and_ready_200(client):
-    body = {"streams": [{"stream": {"job": "j"}, "values": [["1700000000000000000", "x"]]}]}
+    body = {"streams": [{"stream": {"job": "j"}, "values": [[str(time.time_ns()), "x"]]}]}
     resp = await client.post("/loki/api/v1/push", json=body)
     assert resp.status == 204
     assert (await client.get("/ready")).status == 200
@@ -83,10 +85,10 @@ async def test_elasticsearch_routes_carry_the_product_header_even_on_errors(clie
 
 async def test_a_full_pipeline_answers_429_with_retry_after_in_every_protocol(client, monkeypatch):
     async def full(chunk):
-        raise IngestError(429, "ingest is full; retry later")
+        raise Refusal(429, "ingest is full; retry later")
 
     monkeypatch.setattr(client.app[BATCHER], "append", full)
-    loki = {"streams": [{"stream": {"job": "j"}, "values": [["1700000000000000000", "x"]]}]}
+    loki = {"streams": [{"stream": {"job": "j"}, "values": [[str(time.time_ns()), "x"]]}]}
     otlp = {"resourceLogs": [{"scopeLogs": [{"logRecords": [{"body": {"stringValue": "x"}}]}]}]}
     for path, body, ctype in [
         ("/loki/api/v1/push", orjson.dumps(loki), "application/json"),

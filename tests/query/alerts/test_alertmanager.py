@@ -61,7 +61,7 @@ async def test_a_rule_fires_through_alertmanager_and_resolves_when_the_lines_sto
         alert = firing["alerts"][0]
         assert alert["labels"] == {"alertname": "checkout errors", "host": "web-1", "severity": "page",
                                    "tenant": "default"}
-        assert alert["annotations"]["summary"] == "5.0 errors on web-1"
+        assert alert["annotations"]["summary"] == "5 errors on web-1"
         assert alert["generatorURL"].startswith("https://flightlog.example/search?q=")
         assert "host%3A%22web-1%22" in alert["generatorURL"]
         # no more lines: after the 8 s window the rule resolves, and Alertmanager says so

@@ -3,10 +3,12 @@ file rules read-only, preview, test notifications, silences, scopes and tenants.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 
 import pytest
-from flightlog.schema.keys import KeyFile, new_key
+from flightlog.query.alerts.api import ALERTS
+from flightlog.schema.api_keys import KeyFile, new_key
 from flightlog.web.server import create_app
 
 from tests.query.alerts.conftest import lines
@@ -173,3 +175,42 @@ async def test_managing_rules_needs_an_alerts_or_admin_key_and_stays_in_the_tena
     assert (await client.delete("/api/v1/alerts/rules/checkout errors", headers=alerts_a)).status == 200
     assert [r["name"] for r in (await (await client.get("/api/v1/alerts/rules", headers=alerts_b)).json())["rules"]] \
         == ["checkout errors"]
+
+
+async def test_a_standby_node_shows_the_evaluating_nodes_status_and_groups(aiohttp_client, settings, store, tmp_path):
+    path = tmp_path / "rules.yml"
+    path.write_text("rules:\n  - name: errors\n    query: level:error\n    interval: 5s\n    condition: count > 1\n"
+                    "    group_by: [host]\n")
+    lines(store, 3, host="web-1", level="error")
+    leader = await aiohttp_client(create_app(dataclasses.replace(settings, rules=str(path)), roles={"query"},
+                                             store=store))
+    standby = await aiohttp_client(create_app(dataclasses.replace(settings, rules=str(path)), roles={"query"},
+                                              store=store))
+    for _ in range(200):
+        alerts = (await (await standby.get("/api/v1/alerts")).json())["alerts"]
+        rules = (await (await standby.get("/api/v1/alerts/rules")).json())["rules"]
+        if alerts and rules[0]["status"]["evaluations"]:
+            break
+        await asyncio.sleep(0.1)
+    assert [(a["rule"], a["labels"], a["state"]) for a in alerts] == [("errors", {"host": "web-1"}, "firing")]
+    assert rules[0]["firing"] == 1 and rules[0]["status"]["last_evaluation"]
+    leaders = [c.app[ALERTS].evaluator.is_leader for c in (leader, standby)]
+    assert sorted(leaders) == [False, True]
+
+
+async def test_a_tenants_read_key_scrapes_only_its_own_rule_values(client, key, store):
+    lines(store, 2, tenant="a", host="host-of-a", level="error")
+    lines(store, 2, tenant="b", host="host-of-b", level="error")
+    rule = {"name": "errors", "query": "level:error", "condition": "count > 0", "group_by": ["host"], "interval": "5s"}
+    for tenant in ("a", "b"):
+        assert (await client.post("/api/v1/alerts/rules", json=rule, headers=key(tenant, "alerts"))).status == 201
+    admin = key("a", "admin")
+    for _ in range(100):
+        text = await (await client.get("/metrics", headers=admin)).text()
+        if "host-of-a" in text and "host-of-b" in text:
+            break
+        await asyncio.sleep(0.1)
+    assert 'flightlog_rule_value{tenant="b",rule="errors",host="host-of-b"} 2.0' in text
+    own = await (await client.get("/metrics", headers=key("a", "read"))).text()
+    assert 'flightlog_rule_value{tenant="a",rule="errors",host="host-of-a"} 2.0' in own
+    assert "host-of-b" not in own and 'tenant="b"' not in own

@@ -122,3 +122,18 @@ def test_a_deploy_rule_fires_when_the_error_rate_after_it_exceeds_the_factor(sto
     samples = {(s.labels["deploy_id"], s.labels["reason"]): s for s in evaluate(store, "default", rule, now)}
     rate = samples[("d1", "error_rate")]
     assert rate.active and rate.value > 3
+
+
+def test_a_failing_search_rule_shows_the_errors_kind_never_the_rows_the_engine_quoted(store):
+    from flightlog.schema.store import StoreError
+
+    class Failing:
+        kind = "embedded"
+
+        def query(self, *args, **kwargs):
+            raise StoreError("Code: 6. DB::Exception: Cannot parse string 'SECRET-ROW' as UInt64 (CANNOT_PARSE_TEXT)", 6)
+
+    rule = parse_rule({"name": "r", "query": "level:error"})
+    with pytest.raises(EvaluationError) as caught:
+        evaluate(Failing(), "default", rule, time.time_ns())
+    assert "SECRET-ROW" not in str(caught.value) and "CANNOT_PARSE_TEXT (code 6)" in str(caught.value)

@@ -85,3 +85,12 @@ def test_two_rules_of_one_file_may_not_share_a_name():
 def test_a_rules_file_loads_its_tenant_and_rules():
     parsed = parse_rules_file("tenant: acme\nrules:\n  - name: errors\n    query: level:error\n    for: 2m\n")
     assert parsed.tenant == "acme" and parsed.rules[0].for_s == 120
+
+
+def test_annotation_templates_render_in_the_sandbox_and_cannot_reach_python():
+    from flightlog.query.alerts.rules import render_template
+
+    assert render_template("{{ value }} on {{ labels.host }}", {"value": 3, "labels": {"host": "web-1"}}) == "3 on web-1"
+    escaped = render_template("{{ ''.__class__.__mro__[1].__subclasses__() }}", {})
+    assert escaped.startswith("(template error") and "subclasses" not in escaped.split(":", 1)[0]
+    assert render_template("{{ labels.missing }}", {"labels": {}}) == ""

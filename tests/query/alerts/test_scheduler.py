@@ -97,7 +97,7 @@ async def test_a_group_fires_after_for_and_resolves_when_its_lines_leave_the_win
         body = receiver.received[0].json()
         assert body["status"] == "firing" and body["version"] == "4"
         assert body["alerts"][0]["labels"]["host"] == "web-1"
-        assert body["commonAnnotations"]["summary"] == "5.0 errors on web-1"
+        assert body["commonAnnotations"]["summary"] == "5 errors on web-1"
         # 6 minutes later the lines are out of the 5-minute window: resolved
         [c] = await evaluator.evaluate_rule(stored, t0 + 61_000 + 6 * 60_000)
         assert c.after.state == RESOLVED
@@ -176,12 +176,15 @@ def test_only_one_of_two_nodes_holds_the_evaluator_lease(store):
 
 
 async def test_two_evaluators_racing_for_the_lease_never_both_win(store):
+    """Two processes (no shared lock: the claim itself, as across nodes) claiming at once."""
+    from flightlog.query.alerts.scheduler import _try_lease
+
     now = int(time.time() * 1000)
     for round_ in range(3):
         at = now + round_ * 100_000
         won = await asyncio.gather(
-            asyncio.to_thread(try_lease, store, f"a{round_}", at, 30, 0.5),
-            asyncio.to_thread(try_lease, store, f"b{round_}", at, 30, 0.5),
+            asyncio.to_thread(_try_lease, store, f"a{round_}", at, 30, 0.5),
+            asyncio.to_thread(_try_lease, store, f"b{round_}", at, 30, 0.5),
         )
         assert sum(won) == 1, won
 

@@ -263,7 +263,7 @@ async def test_a_line_naming_mattermost_mentions_pings_nobody_there(chat, store)
 
 async def test_chatops_paths_need_no_api_key_but_keyed_routes_still_do(chat_settings, store, workspaces,
                                                                        aiohttp_client, build_1234):
-    from flightlog.schema.keys import KeyFile, new_key
+    from flightlog.schema.api_keys import KeyFile, new_key
     from flightlog.web.server import create_app
 
     record, _ = new_key("acme", "read")

@@ -8,8 +8,18 @@ from __future__ import annotations
 
 import orjson
 import pytest
+from flightlog.ingest.batcher import Batcher
+from flightlog.ingest.chunk import Chunk
+from flightlog.schema.settings import Settings
 
 from tests.ingest.helpers import ingest_body, rows
+
+
+@pytest.fixture
+def settings(tmp_path) -> Settings:
+    # The cases carry fixed times of late 2026: a retention that keeps them whenever the tests
+    # run (a line older than the retention is refused; tests/reliability covers that).
+    return Settings.from_values({"data_dir": str(tmp_path / "data"), "batch_max_age_ms": 50, "retention_days": 25_000})
 
 OBSERVED_NS = 1_795_741_323_000_000_000  # 2026-11-27T01:02:03Z, the arrival time of every case
 OBSERVED = "2026-11-27 01:02:03.000000000"
@@ -103,3 +113,23 @@ async def test_lines_without_timestamps_keep_their_order_within_a_request(store,
     body = b"\n".join(orjson.dumps({"msg": f"line {i}"}) for i in range(5000))
     await ingest_body(store, settings, body)
     assert [r["message"] for r in rows(store)] == [f"line {i}" for i in range(5000)]
+
+
+@pytest.mark.parametrize("simple", [True, False], ids=["flat path", "general path"])
+async def test_an_epoch_past_int64_nanoseconds_that_reaches_the_engine_lands_at_the_arrival_time(
+    store, settings, simple
+):
+    # The parsers refuse such a time; should one get past them, the engine must not fail the
+    # insert of the whole batch (forever) but store the line at its arrival time.
+    lines = [b'{"ts":"99999999999999999999999999","msg":"huge"}', b'{"ts":"18446744073709551615","msg":"u64"}',
+             b'{"ts":"1795867200","msg":"fine"}']
+    if not simple:
+        lines = [line[:-1] + b',"ctx":{"a":1}}' for line in lines]
+    chunk = Chunk(b"\n".join(lines), len(lines), simple=simple, observed_ns=OBSERVED_NS)
+    batcher = Batcher(store, settings.data_dir / "spool", max_age_ms=10)
+    await batcher.start()
+    await batcher.append(chunk)
+    await batcher.stop(timeout=5)
+    assert [(r["message"], r["ts"]) for r in rows(store)] == [
+        ("huge", OBSERVED), ("u64", OBSERVED), ("fine", "2026-11-28 12:00:00.000000000")
+    ]
