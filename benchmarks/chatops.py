@@ -92,8 +92,8 @@ async def run(args: argparse.Namespace, data_dir: Path) -> None:
                                             headers=headers) as response:
                         answer = await response.json()
                     took.append((time.perf_counter() - started) * 1000)
-                    if response.status != 200:
-                        sys.exit(f"{text}: HTTP {response.status} {answer}")
+                    if response.status != 200 or answer.get("response_type") != "in_channel":
+                        sys.exit(f"{text}: not an answer (HTTP {response.status}): {str(answer)[:300]}")
                     deferred += took[-1] > budget_ms
                 took.sort()
                 p99 = took[min(len(took) - 1, int(len(took) * 0.99))]
