@@ -210,14 +210,6 @@ class Flightlog(System):
             ).rows
             for (table,) in tables:
                 store.command(f"OPTIMIZE TABLE `{table}` FINAL")
-            # merged-away parts stay on disk for the tables' old_parts_lifetime; wait (bounded)
-            # for the engine to remove them, as it would in a running server
-            deadline = time.monotonic() + 150
-            while time.monotonic() < deadline and store.query(
-                "SELECT count() FROM system.parts WHERE NOT active AND database = currentDatabase()"
-            ).scalar():
-                time.sleep(1)
-            self.outdated_wait = 150 - max(0.0, deadline - time.monotonic())
             self.parts = store.query(
                 "SELECT table, sum(rows), sum(data_compressed_bytes), sum(data_uncompressed_bytes), "
                 "sum(bytes_on_disk) FROM system.parts WHERE active AND database = currentDatabase() "
@@ -489,7 +481,7 @@ def run_system(system: System, data: Dataset, bodies: list[bytes], args: argpars
             system.merge(data.days)
         else:
             system.merge()
-            system.start()
+            system.start()  # a start removes the parts the merges left behind
         r["disk_mb"] = system.disk_bytes() / 1e6
         rng = random.Random(1)
         builds = [system.trail("build", rng.choice(data.builds)) for _ in range(args.requests)]
@@ -545,7 +537,6 @@ def main(argv: list[str] | None = None) -> int:
             fl = Flightlog(work / "flightlog", args.server_flag)
             results["flightlog"] = run_system(fl, data, bodies, args)
             print(f"flightlog done; {load()}")
-            print(f"flightlog waited {fl.outdated_wait:.0f} s for merged-away parts to be removed")
             print("flightlog tables after merges (rows, compressed MB, uncompressed MB, on disk MB):")
             for table, rows, comp, uncomp, disk in fl.parts:
                 print(f"  {table:<16} {rows:>10} {comp / 1e6:8.1f} {uncomp / 1e6:8.1f} {disk / 1e6:8.1f}")

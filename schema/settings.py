@@ -65,6 +65,12 @@ SETTINGS: tuple[Setting, ...] = (
             "past query_slots, a query waits query_slot_wait_ms, then is answered 429 with Retry-After", int),
     Setting("query_slots_per_key", 4, "how many one API key (or UI login) may hold, within its tenant's share", int),
     Setting("query_slot_wait_ms", 2000, "how long a query waits for a slot before it is answered 429", int),
+    Setting("engine_memory_max_bytes", 0, "memory the embedded engine may hold at once, its caches included; past "
+            "it a statement fails with a memory error (an insert is retried from the WAL, and ingest answers 429 "
+            "once the WAL is full); 0: the engine's default, 90% of RAM. The process also holds up to "
+            "ingest_max_inflight_bytes of request bodies", int),
+    Setting("engine_cache_bytes", 128 * 1024 * 1024, "size of each of the embedded engine's mark, index-mark and "
+            "primary-index caches (the engine's default is 5 GiB each)", int),
     Setting("sql_max_memory_bytes", 2 * 1024**3, "memory one SQL console statement may use, in its check "
             "(which evaluates scalar subqueries) and in its run", int),
 )
@@ -99,6 +105,8 @@ class Settings:
     query_slots_per_tenant: int = 4
     query_slots_per_key: int = 4
     query_slot_wait_ms: int = 2000
+    engine_memory_max_bytes: int = 0
+    engine_cache_bytes: int = 128 * 1024 * 1024
     sql_max_memory_bytes: int = 2 * 1024**3
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -132,6 +140,13 @@ class Settings:
                 raise SettingsError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
         if self.query_slot_wait_ms < 0:
             raise SettingsError(f"--query-slot-wait-ms must be 0 or more, got {self.query_slot_wait_ms}")
+        if self.engine_memory_max_bytes and self.engine_memory_max_bytes < MIN_ENGINE_MEMORY:
+            raise SettingsError(
+                f"--engine-memory-max-bytes must be 0 (the engine's default) or at least {MIN_ENGINE_MEMORY}, "
+                f"got {self.engine_memory_max_bytes}"
+            )
+        if self.engine_cache_bytes < 0:
+            raise SettingsError(f"--engine-cache-bytes must be 0 or more, got {self.engine_cache_bytes}")
         if self.sql_max_memory_bytes < 1024 * 1024:
             raise SettingsError(f"--sql-max-memory-bytes must be at least 1048576, got {self.sql_max_memory_bytes}")
 
@@ -141,6 +156,8 @@ class SettingsError(ValueError):
 
 
 MAX_RETENTION_DAYS = 25_000
+# Below this the engine cannot hold one insert of a default batch with its views' blocks.
+MIN_ENGINE_MEMORY = 256 * 1024 * 1024
 
 
 def _from_env(setting: Setting, text: str) -> Any:
