@@ -363,6 +363,17 @@ async def ingest(system: System, bodies: list[bytes], total: int) -> dict:
                         retries += 1
                         await asyncio.sleep(float(resp.headers.get("Retry-After", "1")))
 
+        peak_anon = 0
+
+        async def sample() -> None:
+            # VmHWM counts the pages of the engine's 555 MB shared library the process touched
+            # (file-backed, reclaimable); anonymous memory is what the work itself holds
+            nonlocal peak_anon
+            while True:
+                peak_anon = max(peak_anon, proc_status_bytes(system.proc.pid, "RssAnon:"))
+                await asyncio.sleep(0.05)
+
+        sampler = asyncio.create_task(sample())
         cpu0 = proc_cpu_seconds(system.proc.pid)
         started = time.perf_counter()
         await asyncio.gather(*(sender() for _ in range(SENDERS)))
@@ -374,8 +385,17 @@ async def ingest(system: System, bodies: list[bytes], total: int) -> dict:
             await asyncio.sleep(0.05)
         done = time.perf_counter()
         cpu = proc_cpu_seconds(system.proc.pid) - cpu0
+        sampler.cancel()
     return {"seconds": done - started, "ack_seconds": acked - started, "cpu": cpu,
-            "rss": proc_peak_rss(system.proc.pid), "retries": retries}
+            "rss": proc_peak_rss(system.proc.pid), "anon": peak_anon,
+            "file_rss": proc_status_bytes(system.proc.pid, "RssFile:"), "retries": retries}
+
+
+def proc_status_bytes(pid: int, field_name: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field_name):
+            return int(line.split()[1]) * 1024
+    return 0
 
 
 async def latencies(system: System, requests: list[tuple[str, dict]], expect_some: bool = True) -> list[float]:
@@ -488,6 +508,8 @@ def run_system(system: System, data: Dataset, bodies: list[bytes], args: argpars
         r["ack_lines_per_s"] = total / res["ack_seconds"]
         r["cpu_s_per_million"] = res["cpu"] / total * 1e6
         r["peak_rss_mb"] = res["rss"] / 1e6
+        r["peak_anon_rss_mb"] = res["anon"] / 1e6
+        r["file_rss_mb_after"] = res["file_rss"] / 1e6
         r["retries"] = res["retries"]
         if isinstance(system, Victoria):
             system.merge(data.days)
