@@ -10,9 +10,10 @@ until acknowledged. The rounds take turns:
            when run as root; without root this round is skipped and said so), hold it
            full for a moment, free it, then SIGKILL and restart;
   poison   one request per tenant carries a line the store cannot hold (a timestamp past its
-           range: the parser may already refuse it), and while the killed server is down a
-           WAL segment holding such a line among good ones is left for the restart to replay
-           (the inserter must quarantine it and store the rest).
+           range: the parser refuses it for its line), and while the killed server is down a
+           WAL segment of simple lines holding one the engine's JSON reader refuses (a key
+           twice) among good ones is left for the restart to replay (the inserter must
+           quarantine it and store the rest).
 At the end the server stops cleanly and the store is read directly. It prints one count a line:
 lost (acknowledged, not stored), duplicated (stored more than once), misattributed (stored under
 another tenant), stuck (WAL segments left after a clean stop), poison stored, quarantined.
@@ -111,7 +112,7 @@ class Load:
 
 
 def make_keys(data_dir: Path, tenants: int) -> dict[str, str]:
-    from flightlog.schema.keys import KeyFile, new_key
+    from flightlog.schema.api_keys import KeyFile, new_key
 
     keys = {}
     for i in range(tenants):
@@ -146,20 +147,22 @@ def fill(wal: Path) -> Path:
 def plant_poison_segment(wal: Path, load: Load, lines: int = 500) -> None:
     """A segment (in the batcher's own format) with good lines of every tenant and one line per
     tenant the store refuses, as if acknowledged just before the kill."""
-    from flightlog.ingest.batcher import Batch
+    from flightlog.ingest.batcher import FLAT_KIND, Batch
     from flightlog.ingest.chunk import Chunk
 
     number = time.time_ns() // 1_000_000
-    path = wal / f"{number:016d}-{uuid.uuid4().hex[:8]}.ndjson"
-    batch = Batch(number=number, path=path)
+    # A segment of simple lines, which the engine reads with its JSON reader: a key twice is a
+    # line that reader refuses (the parsers keep such lines off it; this one is planted).
+    path = wal / f"{number:016d}-{uuid.uuid4().hex[:8]}-{FLAT_KIND}.ndjson"
+    batch = Batch(number=number, path=path, flat=True)
     data = b""
     for tenant in load.keys:
         with load._lock:
             start, load._next = load._next, load._next + lines
         uids = [f"u{start + i}" for i in range(lines)]
-        rows = [orjson.dumps({"msg": f"{tenant}|{uid}", "uid": uid, "extra": {"i": i}}) for i, uid in enumerate(uids)]
-        rows.insert(lines // 3, orjson.dumps({"msg": f"{tenant}|poison", "time": POISON_TIME}))
-        data += batch.add_chunk(Chunk(b"\n".join(rows), len(rows), tenant))
+        rows = [orjson.dumps({"msg": f"{tenant}|{uid}", "attrs": {"uid": uid}}) for uid in uids]
+        rows.insert(lines // 3, b'{"msg":"%s|poison","msg":"twice"}' % tenant.encode())
+        data += batch.add_chunk(Chunk(b"\n".join(rows), len(rows), tenant, simple=True))
         load.acked[tenant].update(uids)
         load.poison_planted += 1
     path.write_bytes(data)

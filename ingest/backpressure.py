@@ -13,24 +13,16 @@ too (see `deliver`). Every 429 and 503 from an ingest route carries `Retry-After
 from __future__ import annotations
 
 from aiohttp import web
-from flightlog.ingest.limits import IngestError
 from flightlog.ingest.metrics import METRICS, TENANT, IngestMetrics
-from flightlog.web.keys import BATCHER, tenant_of
+from flightlog.schema.app_state import BATCHER, tenant_of
+from flightlog.schema.refusal import Refusal, retry_after_header
+from flightlog.schema.route_table import needs_of
 
 # Compressed bodies are expected to inflate to this many times their wire size (log text
 # compresses 5-15x), capped at the body limit, until they are inflated.
 COMPRESSION_ESTIMATE = 10
 READ_SIZE = 256 * 1024
-INGEST_MODULES = ("flightlog.ingest.routes", "flightlog.ingest.protocol_routes")
 IN_FLIGHT_MESSAGE = "too many request bodies in flight; retry after the Retry-After seconds"
-
-
-class Throttled(IngestError):
-    """Ingest cannot take more now; the client should retry after `retry_after` seconds."""
-
-    def __init__(self, message: str, retry_after: float = 1, status: int = 429) -> None:
-        super().__init__(status, message)
-        self.retry_after = retry_after
 
 
 class InflightBudget:
@@ -76,7 +68,7 @@ class Held:
         if not self.resize(self.size + extra):
             if metrics is not None:
                 metrics.throttle("memory")
-            raise Throttled(IN_FLIGHT_MESSAGE)
+            raise Refusal(429, IN_FLIGHT_MESSAGE, reason="memory", retry_after=1)
 
     def close(self) -> None:
         self.resize(0)
@@ -95,7 +87,7 @@ async def receive_body(request: web.Request, max_bytes: int) -> bytes:
     metrics = request.app.get(METRICS)
     declared = request.content_length
     if declared is not None and declared > max_bytes:
-        raise IngestError(413, f"body is {declared} bytes; the limit is {max_bytes}; send smaller batches")
+        raise Refusal(413, f"body is {declared} bytes; the limit is {max_bytes}; send smaller batches")
     parts: list[bytes] = []
     received = 0
     while True:
@@ -104,7 +96,7 @@ async def receive_body(request: web.Request, max_bytes: int) -> bytes:
             break
         received += len(part)
         if received > max_bytes:
-            raise IngestError(413, f"body is larger than {max_bytes} bytes; send smaller batches")
+            raise Refusal(413, f"body is larger than {max_bytes} bytes; send smaller batches")
         if held is not None:
             held.received = received
             held.grow(len(part), metrics)
@@ -131,10 +123,8 @@ def settle_inflated(request: web.Request, inflated: int) -> None:
 
 
 def is_ingest(request: web.Request) -> bool:
-    if request.method not in ("POST", "PUT"):
-        return False
-    handler = getattr(request.match_info, "handler", None)
-    return getattr(handler, "__module__", "") in INGEST_MODULES
+    """Whether the matched route declared the ingest budget (flightlog.schema.route_table)."""
+    return needs_of(request).budget == "ingest"
 
 
 @web.middleware
@@ -152,9 +142,10 @@ async def _within_budget(request: web.Request, handler) -> web.StreamResponse:
     metrics = request.app[METRICS]
     budget = request.app[BUDGET]
     if budget.full:
-        metrics.throttle("memory")
-        metrics.request(429)
-        return web.json_response({"error": IN_FLIGHT_MESSAGE}, status=429, headers={"Retry-After": "1"})
+        refusal = Refusal(429, IN_FLIGHT_MESSAGE, reason="memory")
+        metrics.throttle(refusal.reason)
+        metrics.request(refusal.status)
+        return web.json_response({"error": refusal.message}, status=refusal.status, headers=refusal.headers())
     held = budget.open()
     request[HELD] = held
     try:
@@ -163,7 +154,7 @@ async def _within_budget(request: web.Request, handler) -> web.StreamResponse:
         held.close()
     if response.status in (429, 503) and "Retry-After" not in response.headers:
         batcher = request.app.get(BATCHER)
-        response.headers["Retry-After"] = "5" if batcher is not None and batcher.store_failing else "1"
+        response.headers.update(retry_after_header(5 if batcher is not None and batcher.store_failing else 1))
     metrics.request(response.status)
     metrics.received(held.received)
     return response

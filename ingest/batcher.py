@@ -2,7 +2,7 @@
 
 A segment (flightlog.ingest.wal) is a run of chunks, each a header line (tenant, arrival
 time, defaults) followed by its wire lines, every line tagged with the chunk's number
-(normalize.CHUNK_KEY). `append` returns once the chunk is durable (group commit), so a 2xx
+(insert_sql.CHUNK_KEY). `append` returns once the chunk is durable (group commit), so a 2xx
 after it is a promise. The segment is sealed when it holds `batch_max_lines` lines or its
 first line is `batch_max_age_ms` old, inserted by the engine straight from disk under the
 segment's id as deduplication token, and deleted once the insert succeeded (the checkpoint).
@@ -25,7 +25,7 @@ from pathlib import Path
 
 import orjson
 from flightlog.ingest.chunk import Chunk
-from flightlog.ingest.normalize import (
+from flightlog.ingest.insert_sql import (
     DEFAULTABLE,
     FLAT_READ_SETTINGS,
     HEADER_KEY,

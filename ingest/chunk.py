@@ -24,7 +24,7 @@ class LineError:
 class Chunk:
     """Wire lines: JSON objects, each starting with `{`, joined by `\\n`, no trailing newline.
 
-    The engine maps them to `logs` rows (flightlog.ingest.normalize); `defaults` fill the
+    The engine maps them to `logs` rows (flightlog.ingest.insert_sql); `defaults` fill the
     fields a line lacks; `observed_ns` is the arrival time, used when a line has no timestamp.
     """
 
@@ -33,7 +33,7 @@ class Chunk:
     tenant: str = "default"
     defaults: dict[str, str] = field(default_factory=dict)
     observed_ns: int = field(default_factory=time.time_ns)
-    # Every line is simple (normalize.is_simple_line): the engine may read the chunk with its
+    # Every line is simple (insert_sql.is_simple_line): the engine may read the chunk with its
     # JSON reader instead of the general per-key path. False is always safe.
     simple: bool = False
     # The request's Idempotency-Key (flightlog.ingest.idempotency), kept in the chunk's WAL
@@ -48,7 +48,7 @@ class Chunk:
         defaults: Mapping[str, str] | None = None,
     ) -> Chunk:
         """A chunk of rows a protocol parser built (canonical field names, `attrs` a dict)."""
-        from flightlog.ingest.normalize import is_simple_line
+        from flightlog.ingest.insert_sql import is_simple_line
 
         rows = [row for row in rows if row]
         encoded = [orjson.dumps(row) for row in rows]

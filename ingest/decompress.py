@@ -17,7 +17,7 @@ import asyncio
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 
-from flightlog.ingest.limits import IngestError
+from flightlog.schema.refusal import Refusal
 
 try:
     from compression import zstd  # Python 3.14
@@ -56,20 +56,20 @@ def decompress(data: bytes, content_encoding: str, limit: int) -> bytes:
         elif coding == "zstd":
             data = _inflate_zstd(data, limit)
         elif coding != "identity":
-            raise IngestError(415, f"Content-Encoding {coding!r} is not supported; use one of {', '.join(SUPPORTED)}")
+            raise Refusal(415, f"Content-Encoding {coding!r} is not supported; use one of {', '.join(SUPPORTED)}")
     if len(data) > limit:
         raise too_large(limit)
     return data
 
 
-def too_large(limit: int) -> IngestError:
-    return IngestError(413, f"body is larger than {limit} bytes after decompression; send smaller batches")
+def too_large(limit: int) -> Refusal:
+    return Refusal(413, f"body is larger than {limit} bytes after decompression; send smaller batches")
 
 
 def _count_member(members: int, out_size: int, name: str) -> int:
     members += 1
     if members > MEMBERS_FREE + out_size // BYTES_PER_MEMBER:
-        raise IngestError(
+        raise Refusal(
             400,
             f"{name} body has more than {members - 1} members for {out_size} bytes of content; "
             f"compress each request as one stream",
@@ -93,14 +93,14 @@ def _inflate_zlib(data: bytes, wbits: int, name: str, limit: int) -> bytes:
             try:
                 out += inflater.decompress(piece, limit + 1 - len(out))
             except zlib.error as exc:
-                raise IngestError(400, f"body is not valid {name} data: {exc}") from None
+                raise Refusal(400, f"body is not valid {name} data: {exc}") from None
             if len(out) > limit or inflater.unconsumed_tail:
                 raise too_large(limit)
             pos += len(piece) - len(inflater.unused_data)
             if inflater.eof:
                 break
             if pos >= len(view):
-                raise IngestError(400, f"{name} body is truncated: the stream ends before its end marker")
+                raise Refusal(400, f"{name} body is truncated: the stream ends before its end marker")
             size *= 2
         members = _count_member(members, len(out), name)
         # gzip allows several members back to back; each is inflated in turn. Zero bytes
@@ -113,7 +113,7 @@ def _inflate_deflate(data: bytes, limit: int) -> bytes:
     # HTTP "deflate" is the zlib format, but some clients send raw deflate; accept both.
     try:
         return _inflate_zlib(data, zlib.MAX_WBITS, "deflate", limit)
-    except IngestError as exc:
+    except Refusal as exc:
         if exc.status != 400 or data[:1] == b"\x78":
             raise
         return _inflate_zlib(data, -zlib.MAX_WBITS, "deflate", limit)
@@ -131,7 +131,7 @@ def _inflate_zstd(data: bytes, limit: int) -> bytes:
             try:
                 out += inflater.decompress(piece, max_length=limit + 1 - len(out))
             except zstd.ZstdError as exc:
-                raise IngestError(400, f"body is not valid zstd data: {exc}") from None
+                raise Refusal(400, f"body is not valid zstd data: {exc}") from None
             if len(out) > limit:
                 raise too_large(limit)
             pos += len(piece) - len(inflater.unused_data)
@@ -140,7 +140,7 @@ def _inflate_zstd(data: bytes, limit: int) -> bytes:
             if not inflater.needs_input:
                 raise too_large(limit)
             if pos >= len(view):
-                raise IngestError(400, "zstd body is truncated: the frame ends early")
+                raise Refusal(400, "zstd body is truncated: the frame ends early")
             size *= 2
         members = _count_member(members, len(out), "zstd")
     return bytes(out)

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import orjson
 from aiohttp import web
-from flightlog.web.keys import tenant_of
+from flightlog.schema.app_state import tenant_of
 
 HEADER = "Idempotency-Key"
 MAX_KEY_CHARS = 200

@@ -1,4 +1,4 @@
-"""Limits on what one request may carry, and the errors a client reads when it goes past them."""
+"""Limits on what one request may carry (the refusals when it goes past them are flightlog.schema.refusal)."""
 
 from __future__ import annotations
 
@@ -30,12 +30,3 @@ class Problem:
 
     reason: str
     message: str
-
-
-class IngestError(Exception):
-    """The request as a whole is refused; status and message go back to the client."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message

@@ -17,7 +17,8 @@ from collections.abc import Iterable
 
 from aiohttp import web
 from flightlog.ingest.chunk import LineError
-from flightlog.web.keys import DEFAULT_TENANT
+from flightlog.schema.app_state import DEFAULT_TENANT
+from flightlog.schema.route_table import add_route
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 INSERT_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
@@ -241,7 +242,7 @@ METRICS = web.AppKey("ingest_metrics", IngestMetrics)
 def setup_metrics(app: web.Application) -> IngestMetrics:
     metrics = IngestMetrics()
     app[METRICS] = metrics
-    app.router.add_get("/metrics", get_metrics)
+    add_route(app, "GET", "/metrics", get_metrics, scope="read")
     return metrics
 
 

@@ -2,7 +2,7 @@
 
 Each handler is the same linear sequence: check the method, read the (decompressed, bounded)
 body, parse it with its protocol module, hand the chunk to `deliver()`, and answer in the
-protocol's own shape. The syslog listeners start from here too (flightlog.ingest.syslog_server).
+protocol's own shape.
 """
 
 from __future__ import annotations
@@ -12,32 +12,29 @@ import time
 import orjson
 from aiohttp import web
 from flightlog.ingest.idempotency import idempotent
-from flightlog.ingest.limits import IngestError
+from flightlog.ingest.pipeline import LIMITS, deliver, read_body, request_defaults
 from flightlog.ingest.protocols import elastic, loki, otlp
-from flightlog.ingest.routes import LIMITS, deliver, read_body, request_defaults, retry_headers
-from flightlog.web.keys import tenant_of
+from flightlog.schema.app_state import tenant_of
+from flightlog.schema.refusal import Refusal
+from flightlog.schema.route_table import add_route
 
 ES_PREFIX = "/es"
 
 
 def setup_protocols(app: web.Application) -> None:
-    """Register the protocol routes and the syslog listeners (when settings enable them)."""
-    from flightlog.ingest.syslog_server import syslog_context
-
-    router = app.router
-    router.add_post("/v1/logs", idempotent(post_otlp_logs))
-    router.add_post("/loki/api/v1/push", idempotent(post_loki_push))
-    router.add_get("/ready", loki_ready)
-    router.add_get("/loki/api/v1/ready", loki_ready)
+    """Register the protocol routes; the probes shippers send before data are public."""
+    add_route(app, "POST", "/v1/logs", idempotent(post_otlp_logs), scope="ingest", budget="ingest")
+    add_route(app, "POST", "/loki/api/v1/push", idempotent(post_loki_push), scope="ingest", budget="ingest")
+    add_route(app, "GET", "/ready", loki_ready, scope="public")
+    add_route(app, "GET", "/loki/api/v1/ready", loki_ready, scope="public")
     for prefix in ("", ES_PREFIX):
         for method in ("POST", "PUT"):
-            router.add_route(method, prefix + "/_bulk", idempotent(post_es_bulk))
-            router.add_route(method, prefix + "/{index}/_bulk", idempotent(post_es_bulk))
-        router.add_get(prefix + "/_license", get_es_license)
-    router.add_get(ES_PREFIX, get_es_root)
-    router.add_get(ES_PREFIX + "/", get_es_root)
+            add_route(app, method, prefix + "/_bulk", idempotent(post_es_bulk), scope="ingest", budget="ingest")
+            add_route(app, method, prefix + "/{index}/_bulk", idempotent(post_es_bulk), scope="ingest", budget="ingest")
+        add_route(app, "GET", prefix + "/_license", get_es_license, scope="public")
+    add_route(app, "GET", ES_PREFIX, get_es_root, scope="public")
+    add_route(app, "GET", ES_PREFIX + "/", get_es_root, scope="public")
     app.middlewares.insert(0, elastic_middleware)
-    app.cleanup_ctx.append(syslog_context)
 
 
 # --- OTLP/HTTP --------------------------------------------------------------------------------
@@ -50,9 +47,9 @@ async def post_otlp_logs(request: web.Request) -> web.Response:
         body = await read_body(request, request.app[LIMITS])
         result = otlp.parse(body, content_type, request.app[LIMITS], tenant_of(request), request_defaults(request))
         await deliver(request.app, result.chunk, result.errors)
-    except IngestError as exc:
+    except Refusal as exc:
         payload, answer_type = otlp.status_body(encoding, exc.status, exc.message)
-        return web.Response(body=payload, status=exc.status, content_type=answer_type, headers=retry_headers(exc))
+        return web.Response(body=payload, status=exc.status, content_type=answer_type, headers=exc.headers())
     message = "; ".join(f"log record {e.line}: {e.error}" for e in result.errors[:10])
     payload, answer_type = otlp.answer(encoding, result.rejected, message)
     return web.Response(body=payload, content_type=answer_type)
@@ -65,13 +62,13 @@ async def post_loki_push(request: web.Request) -> web.Response:
     try:
         body = await read_body(request, request.app[LIMITS])
         if not body:
-            raise IngestError(400, "empty push request")
+            raise Refusal(400, "empty push request")
         result = loki.parse(
             body, request.content_type, request.app[LIMITS], tenant_of(request), request_defaults(request)
         )
         await deliver(request.app, result.chunk, result.errors)
-    except IngestError as exc:
-        return web.Response(text=exc.message + "\n", status=exc.status, headers=retry_headers(exc))
+    except Refusal as exc:
+        return web.Response(text=exc.message + "\n", status=exc.status, headers=exc.headers())
     if result.rejected:
         # As Loki does: the good entries are in, the answer names what was refused.
         lines = [f"entry {e.line}: {e.error}" for e in result.errors[:10]]
@@ -101,13 +98,13 @@ async def post_es_bulk(request: web.Request) -> web.Response:
     try:
         body = await read_body(request, limits)
         if not body.strip():
-            raise IngestError(400, "request body is required")
+            raise Refusal(400, "request body is required")
         result = elastic.parse(
             body, limits, tenant_of(request), request_defaults(request), request.match_info.get("index", "")
         )
         await deliver(request.app, result.parsed.chunk, result.parsed.errors)
-    except IngestError as exc:
-        return _es_json(elastic.error_body(exc.status, exc.message), exc.status, retry_headers(exc))
+    except Refusal as exc:
+        return _es_json(elastic.error_body(exc.status, exc.message), exc.status, exc.headers())
     return _es_json({"took": elastic.took_ms(started), "errors": result.errors, "items": result.items})
 
 

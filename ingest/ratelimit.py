@@ -20,13 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
-from flightlog.ingest.limits import IngestError
-
-
-class RateLimited(IngestError):
-    def __init__(self, message: str, retry_after: float) -> None:
-        super().__init__(429, message)
-        self.retry_after = max(1, math.ceil(retry_after))
+from flightlog.schema.refusal import Refusal
 
 
 @dataclass
@@ -101,15 +95,17 @@ CURRENT: contextvars.ContextVar[KeyContext | None] = contextvars.ContextVar("fli
 
 
 def charge_lines(count: int) -> None:
-    """Charge the current request's key for `count` lines; RateLimited (429) when over."""
+    """Charge the current request's key for `count` lines; a 429 Refusal when over."""
     context = CURRENT.get()
     if context is None or context.key is None:
         return
     wait = context.limiter.charge_lines(context.key, count)
     if wait:
-        error = RateLimited(
+        error = Refusal(
+            429,
             f"key {context.key.id} is over its limit of lines per second; retry after the Retry-After seconds",
-            wait,
+            reason="key_lines_per_second",
+            retry_after=max(1, math.ceil(wait)),
         )
         context.retry_after = error.retry_after
         raise error

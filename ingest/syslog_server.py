@@ -4,7 +4,7 @@ TCP: every read is framed (octet counting, LF or NUL), parsed and delivered befo
 read, so a full pipeline (429/503 from `deliver`) slows the sender through TCP itself. A frame
 that grows past `max_line_bytes` without ending closes the connection. UDP: datagrams that
 arrive in one turn of the event loop go in as one chunk; when the pipeline is full they are
-dropped and counted, as syslog over UDP always may be.
+dropped (and logged), as syslog over UDP always may be.
 """
 
 from __future__ import annotations
@@ -14,11 +14,12 @@ import logging
 from collections.abc import AsyncIterator
 
 from aiohttp import web
-from flightlog.ingest.limits import IngestError, Limits
+from flightlog.ingest.limits import Limits
 from flightlog.ingest.metrics import METRICS
+from flightlog.ingest.pipeline import LIMITS, deliver
 from flightlog.ingest.protocols import syslog
-from flightlog.ingest.routes import LIMITS, deliver
-from flightlog.web.keys import DEFAULT_TENANT, EXTRAS, SETTINGS
+from flightlog.schema.app_state import DEFAULT_TENANT, EXTRAS, SETTINGS
+from flightlog.schema.refusal import Refusal
 
 log = logging.getLogger("flightlog.ingest.syslog")
 
@@ -58,8 +59,8 @@ async def deliver_with_retry(app: web.Application, chunk) -> bool:
         try:
             await deliver(app, chunk)
             return True
-        except IngestError as exc:
-            wait = getattr(exc, "retry_after", None) or delay
+        except Refusal as exc:
+            wait = exc.retry_after or delay
             await asyncio.sleep(min(float(wait), RETRY_MAX_SECONDS))
             delay = min(delay * 2, RETRY_MAX_SECONDS)
     return False
@@ -118,12 +119,10 @@ class _UdpProtocol(asyncio.DatagramProtocol):
         self.app = app
         self.pending: list[tuple[bytes, str]] = []
         self.flushing = False
-        self.dropped = 0
 
     def datagram_received(self, data: bytes, addr) -> None:
         if len(self.pending) >= UDP_MAX_PENDING:
-            self.dropped += 1
-            return
+            return  # dropped, as a syslog datagram may always be
         self.pending.append((data, addr[0] if addr else ""))
         if not self.flushing:
             self.flushing = True
@@ -140,8 +139,7 @@ class _UdpProtocol(asyncio.DatagramProtocol):
                     result = syslog.parse(messages, self.app[LIMITS], DEFAULT_TENANT, None, peer)
                     try:
                         await deliver(self.app, result.chunk, result.errors)
-                    except IngestError as exc:
-                        self.dropped += result.chunk.count
+                    except Refusal as exc:
                         log.warning("syslog UDP: %d messages dropped: %s", result.chunk.count, exc.message)
         finally:
             self.flushing = False

@@ -45,11 +45,6 @@ class Segment:
     torn: bool = False  # a failed write could not be cut off: write no more to it
     closed: asyncio.Event = field(default_factory=asyncio.Event)
 
-    @property
-    def token(self) -> str:
-        """The segment's stable id: its file name without the suffix."""
-        return self.path.name[: -len(SEGMENT_SUFFIX)]
-
 
 def segment_number(path: Path) -> int:
     return int(path.name.split("-", 1)[0].split(".", 1)[0])

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import orjson
 from aiohttp import web
-from flightlog.query import context, hosts, trails
+from flightlog.query import context, hosts, kinds, trails
+from flightlog.query.id_paths import ID_PATTERN, id_from_segment
 from flightlog.query.params import list_params, recent_limit, trail_params
 from flightlog.query.search_api import setup_search_api
-from flightlog.query.slots import run_query
-from flightlog.web.id_paths import ID_PATTERN, id_from_segment
-from flightlog.web.keys import SETTINGS, STORE, tenant_of
+from flightlog.query.slots_api import run_query
+from flightlog.schema.app_state import SETTINGS, STORE, tenant_of
+from flightlog.schema.route_table import add_route
 
 
 def _json(body) -> web.Response:
@@ -24,13 +25,13 @@ def _recent_handler(kind: str):
             request,
             lambda: trails.listing(request.app[STORE], tenant_of(request), kind, limit, **filters.as_kwargs()),
         )
-        return _json({trails.KINDS[kind].name + "s": body["items"], "next_cursor": body["next_cursor"]})
+        return _json({kinds.KINDS[kind].name + "s": body["items"], "next_cursor": body["next_cursor"]})
 
     return handler
 
 
 def _summary_handler(kind: str):
-    column = trails.KINDS[kind].column
+    column = kinds.KINDS[kind].column
 
     async def handler(request: web.Request) -> web.Response:
         gone_after = request.app[SETTINGS].host_gone_after_s
@@ -46,7 +47,7 @@ def _summary_handler(kind: str):
 
 
 def _trail_handler(kind: str):
-    column = trails.KINDS[kind].column
+    column = kinds.KINDS[kind].column
 
     async def handler(request: web.Request) -> web.Response:
         params = trail_params(request.query)
@@ -104,12 +105,12 @@ async def quarantine_handler(request: web.Request) -> web.Response:
 
 
 def setup_query_api(app: web.Application) -> None:
-    for kind in trails.KINDS.values():
+    for kind in kinds.KINDS.values():
         base = f"/api/v1/{kind.name}s"
-        app.router.add_get(base, _recent_handler(kind.name))
-        app.router.add_get(f"{base}/{{{kind.column}:{ID_PATTERN}}}", _summary_handler(kind.name))
-        app.router.add_get(f"{base}/{{{kind.column}:{ID_PATTERN}}}/trail", _trail_handler(kind.name))
-    app.router.add_get("/api/v1/context", context_handler)
-    app.router.add_get("/api/v1/hosts", hosts_handler)
-    app.router.add_get("/api/v1/quarantine", quarantine_handler)
+        add_route(app, "GET", base, _recent_handler(kind.name), scope="read")
+        add_route(app, "GET", f"{base}/{{{kind.column}:{ID_PATTERN}}}", _summary_handler(kind.name), scope="read")
+        add_route(app, "GET", f"{base}/{{{kind.column}:{ID_PATTERN}}}/trail", _trail_handler(kind.name), scope="read")
+    add_route(app, "GET", "/api/v1/context", context_handler, scope="read")
+    add_route(app, "GET", "/api/v1/hosts", hosts_handler, scope="read")
+    add_route(app, "GET", "/api/v1/quarantine", quarantine_handler, scope="read")
     setup_search_api(app)  # search, export, histogram, facets, tail, SQL console

@@ -12,8 +12,8 @@ import re
 from typing import Any
 
 from flightlog.query.lines import LINE_COLUMNS, parse_limit, shape_line
+from flightlog.schema.refusal import Refusal
 from flightlog.schema.store import Store
-from flightlog.web.errors import ApiError
 
 CONTEXT_DEFAULT = 20
 CONTEXT_MAX = 500
@@ -25,7 +25,7 @@ _AT = "fromUnixTimestamp64Nano({ts:Int64}, 'UTC')"
 def parse_ref(ref: str | None) -> tuple[int, int]:
     match = _REF.match(ref or "")
     if not match:
-        raise ApiError(400, f"ref: {ref!r} is not a line reference like 1795867200123456789-42 (the ref of a line)")
+        raise Refusal(400, f"ref: {ref!r} is not a line reference like 1795867200123456789-42 (the ref of a line)")
     return int(match.group(1)), int(match.group(2))
 
 
@@ -42,7 +42,7 @@ def find_line(store: Store, tenant: str, ts_ns: int, seq: int) -> dict[str, Any]
         {"tenant": tenant, "ts": ts_ns, "seq": seq},
     )
     if not result.rows:
-        raise ApiError(404, f"ref: no line {ts_ns}-{seq}")
+        raise Refusal(404, f"ref: no line {ts_ns}-{seq}")
     return shape_line(result.rows[0])
 
 

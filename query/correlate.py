@@ -17,10 +17,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from flightlog.query.kinds import Kind, _not_found, exists, line_filters
 from flightlog.query.lines import LINE_COLUMNS, Cursor, cursor_condition, page
-from flightlog.query.trails import Kind, _not_found, exists, line_filters
+from flightlog.schema.refusal import Refusal
 from flightlog.schema.store import Store
-from flightlog.web.errors import ApiError
 
 EXPAND_DEFAULT_CAP = 200
 EXPAND_MAX_CAP = 5000
@@ -37,7 +37,7 @@ def parse_expand(value: str | None) -> int:
     if value in (None, "", "0"):
         return 0
     if value not in {str(n) for n in range(1, EXPAND_MAX_HOPS + 1)}:
-        raise ApiError(400, f"expand: {value!r} is not 0, 1 or 2 (how many hops through trace and request ids)")
+        raise Refusal(400, f"expand: {value!r} is not 0, 1 or 2 (how many hops through trace and request ids)")
     return int(value)
 
 
@@ -47,9 +47,9 @@ def parse_cap(value: str | None) -> int:
     try:
         cap = int(value)
     except ValueError:
-        raise ApiError(400, f"expand_cap: {value!r} is not a whole number") from None
+        raise Refusal(400, f"expand_cap: {value!r} is not a whole number") from None
     if not 1 <= cap <= EXPAND_MAX_CAP:
-        raise ApiError(400, f"expand_cap: between 1 and {EXPAND_MAX_CAP}, got {cap}")
+        raise Refusal(400, f"expand_cap: between 1 and {EXPAND_MAX_CAP}, got {cap}")
     return cap
 
 

@@ -15,19 +15,12 @@ sorted query, newest slice first. Memory is bounded by a slice, not by the expor
 
 from __future__ import annotations
 
-import asyncio
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
-from aiohttp import web
 from flightlog.query.search import ParsedQuery, match_condition
-from flightlog.query.slots import QuerySlots, acquire_slot, caller_key, release_from_thread
 from flightlog.query.timefmt import NS_PER_S
-from flightlog.schema.engine_errors import log_engine_error, public_reason
-from flightlog.schema.store import Store, StoreError
-from flightlog.web.errors import ApiError
-from flightlog.web.keys import tenant_of
+from flightlog.schema.store import Store
 
 FORMATS = {
     "ndjson": ("JSONEachRow", "application/x-ndjson", "ndjson"),
@@ -44,10 +37,6 @@ EXPORT_SETTINGS: dict[str, Any] = {
     "output_format_json_quote_64bit_integers": 0,
 }
 
-# Exports hold a query slot each for as long as they stream; on top of that at most
-# MAX_CONCURRENT_EXPORTS run at once, half of them for one tenant, so one tenant's downloads
-# cannot shut the others out.
-EXPORT_SLOTS = web.AppKey("export_slots", QuerySlots)
 
 
 def export_sql(fmt: str) -> str:
@@ -117,89 +106,3 @@ def export_chunks(
         # the header once, on the first slice
         slice_format = engine_format if i == 0 else engine_format.removesuffix("WithNames")
         yield from store.query_stream(sql, params, settings=EXPORT_SETTINGS, fmt=slice_format)
-
-
-async def stream_response(
-    request: web.Request, make_chunks: Callable[[], Iterator[bytes]], content_type: str, filename: str
-) -> web.StreamResponse:
-    """Run `make_chunks` in its own thread and stream what it yields, at most a few blocks ahead."""
-    release_export = await _export_slots(request.app).acquire(tenant_of(request), caller_key(request))
-    try:
-        release_slot = await acquire_slot(request)
-    except BaseException:
-        release_export()
-        raise
-    loop = asyncio.get_running_loop()
-    queue: asyncio.Queue[Any] = asyncio.Queue()
-    window = threading.Semaphore(BLOCKS_IN_FLIGHT)
-    stop = threading.Event()
-    end = object()
-
-    def produce() -> None:
-        try:
-            chunks = make_chunks()
-            try:
-                for chunk in chunks:
-                    while not window.acquire(timeout=0.5):
-                        if stop.is_set():
-                            return
-                    if stop.is_set():
-                        return
-                    loop.call_soon_threadsafe(queue.put_nowait, chunk)
-            finally:
-                close = getattr(chunks, "close", None)
-                if close:
-                    close()
-        except Exception as exc:  # handed to the handler, which decides what the client sees
-            loop.call_soon_threadsafe(queue.put_nowait, exc)
-        finally:
-            loop.call_soon_threadsafe(queue.put_nowait, end)
-            release_from_thread(loop, release_slot)
-            release_from_thread(loop, release_export)
-
-    try:
-        threading.Thread(target=produce, name="export", daemon=True).start()
-    except BaseException:
-        release_slot()
-        release_export()
-        raise
-    try:
-        first = await queue.get()
-        if isinstance(first, ApiError):
-            raise first
-        if isinstance(first, StoreError):
-            log_engine_error("export", first)
-            raise ApiError(400, f"export: the query failed: {public_reason(first)}")
-        if isinstance(first, Exception):
-            raise first
-        response = web.StreamResponse(
-            headers={
-                "Content-Type": content_type,
-                "Content-Disposition": f'attachment; filename="{filename}"',
-                "Cache-Control": "no-store",
-            }
-        )
-        response.enable_chunked_encoding()
-        await response.prepare(request)
-        item = first
-        while item is not end:
-            if isinstance(item, Exception):
-                # Headers are gone; ending without the last chunk tells the client it is cut
-                # (the error, which may quote rows, goes to the server log only).
-                raise ConnectionAbortedError(f"export failed midway: {item}")
-            window.release()
-            await response.write(item)
-            item = await queue.get()
-        await response.write_eof()
-        return response
-    finally:
-        stop.set()
-
-
-def new_export_slots() -> QuerySlots:
-    # no wait: an export is long, so a queue behind one would be long too
-    return QuerySlots(MAX_CONCURRENT_EXPORTS, max(1, MAX_CONCURRENT_EXPORTS // 2), MAX_CONCURRENT_EXPORTS, 0, "exports")
-
-
-def _export_slots(app: web.Application) -> QuerySlots:
-    return app.get(EXPORT_SLOTS) or new_export_slots()  # an app without the search API: no sharing

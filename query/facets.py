@@ -11,21 +11,21 @@ from typing import Any
 
 from flightlog.query.querylang import ATTRS_PREFIX, FIELDS
 from flightlog.query.search import ParsedQuery, match_condition
+from flightlog.schema.refusal import Refusal
 from flightlog.schema.store import Store
-from flightlog.web.errors import ApiError
 
 DEFAULT_FACET_VALUES = 10
 MAX_FACET_VALUES = 1000
 
 
 def facet_column(field: str, params: dict[str, Any]) -> str:
-    """The SQL expression for a facet field (from the allowlist); ApiError(400) for others."""
+    """The SQL expression for a facet field (from the allowlist); Refusal(400) for others."""
     if field in FIELDS:
         return field
     if field.startswith(ATTRS_PREFIX) and len(field) > len(ATTRS_PREFIX):
         params["facet_key"] = field[len(ATTRS_PREFIX) :]
         return "attrs[{facet_key:String}]"
-    raise ApiError(400, f"field: {field!r} is not one of {', '.join(FIELDS)} or attrs.<key>")
+    raise Refusal(400, f"field: {field!r} is not one of {', '.join(FIELDS)} or attrs.<key>")
 
 
 def facets(

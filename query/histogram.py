@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from flightlog.query.querylang import LEVELS
 from flightlog.query.search import ParsedQuery, match_condition
 from flightlog.query.timefmt import NS_PER_S, format_ns
+from flightlog.schema.fields import LEVELS
 from flightlog.schema.store import Store
 
 DEFAULT_BUCKETS = 60

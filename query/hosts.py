@@ -76,10 +76,10 @@ def hosts(
 def parse_filters(query) -> tuple[tuple[str, ...], bool | None]:
     """`?service=a,b` and `?gone=1|0` of the hosts list."""
     from flightlog.query.params import _getall
-    from flightlog.web.errors import ApiError
+    from flightlog.schema.refusal import Refusal
 
     gone_text = query.get("gone", "")
     if gone_text not in ("", "0", "1", "true", "false"):
-        raise ApiError(400, f"gone: {gone_text!r} is not 1 or 0")
+        raise Refusal(400, f"gone: {gone_text!r} is not 1 or 0")
     gone = None if gone_text == "" else gone_text in ("1", "true")
     return _getall(query, "service"), gone

@@ -13,13 +13,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from flightlog.query.timefmt import format_ns
-from flightlog.web.errors import ApiError
+from flightlog.schema.refusal import Refusal
 
 LINE_COLUMNS = (
     "toUnixTimestamp64Nano(ts) AS ts_ns, seq, service, host, level, message, "
     "build_id, deploy_id, trace_id, span_id, request_id, attrs"
 )
-LEVELS = ("trace", "debug", "info", "warn", "error", "fatal")
 
 
 def shape_line(row: list[Any]) -> dict[str, Any]:
@@ -46,8 +45,8 @@ def line_ref(ts_ns: int, seq: int) -> str:
     return f"{int(ts_ns)}-{int(seq)}"
 
 
-def bad_cursor() -> ApiError:
-    return ApiError(400, "cursor: not a cursor this server handed out; pass next_cursor back unchanged")
+def bad_cursor() -> Refusal:
+    return Refusal(400, "cursor: not a cursor this server handed out; pass next_cursor back unchanged")
 
 
 @dataclass(frozen=True)
@@ -106,9 +105,9 @@ def parse_limit(value: str | None, default: int, maximum: int, name: str = "limi
     try:
         limit = int(value)
     except ValueError:
-        raise ApiError(400, f"{name}: {value!r} is not a whole number") from None
+        raise Refusal(400, f"{name}: {value!r} is not a whole number") from None
     if limit < 1:
-        raise ApiError(400, f"{name}: must be at least 1, got {limit}")
+        raise Refusal(400, f"{name}: must be at least 1, got {limit}")
     if limit > maximum:
-        raise ApiError(400, f"{name}: at most {maximum}, got {limit}")
+        raise Refusal(400, f"{name}: at most {maximum}, got {limit}")
     return limit

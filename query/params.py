@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from flightlog.query.correlate import parse_cap, parse_expand
-from flightlog.query.lines import LEVELS, Cursor, parse_limit
+from flightlog.query.lines import Cursor, parse_limit
 from flightlog.query.search import SEARCH_DEFAULT_LIMIT, SEARCH_MAX_LIMIT, ParsedQuery, parse_or_400, resolve_window
 from flightlog.query.timefmt import TimeFormatError, parse_time
 from flightlog.query.trails import (
@@ -17,7 +17,8 @@ from flightlog.query.trails import (
     TRAIL_MAX_LIMIT,
     ListCursor,
 )
-from flightlog.web.errors import ApiError
+from flightlog.schema.fields import LEVELS
+from flightlog.schema.refusal import Refusal
 
 
 @dataclass(frozen=True)
@@ -94,7 +95,7 @@ def trail_params(query: Mapping[str, str], default_limit: int = TRAIL_DEFAULT_LI
     levels = tuple(level.lower() for level in _getall(query, "level"))
     for level in levels:
         if level not in LEVELS:
-            raise ApiError(400, f"level: {level!r} is not one of {', '.join(LEVELS)}")
+            raise Refusal(400, f"level: {level!r} is not one of {', '.join(LEVELS)}")
     return TrailParams(
         limit=parse_limit(query.get("limit"), default_limit, TRAIL_MAX_LIMIT),
         cursor=_cursor(query),
@@ -113,7 +114,7 @@ def list_params(query: Mapping[str, str]) -> ListParams:
         try:
             bounds[name] = parse_time(text) if text else None
         except TimeFormatError as exc:
-            raise ApiError(400, f"{name}: {exc}") from None
+            raise Refusal(400, f"{name}: {exc}") from None
     cursor_text = query.get("cursor") or ""
     return ListParams(
         cursor=ListCursor.decode(cursor_text) if cursor_text else None,

@@ -23,10 +23,11 @@ import re
 from dataclasses import dataclass
 from typing import Any, Union
 
-LEVELS = ("trace", "debug", "info", "warn", "error", "fatal")
+from flightlog.schema.fields import ID_COLUMNS, LEVELS
+
 FIELDS = ("service", "host", "level", "build_id", "deploy_id", "trace_id", "span_id", "request_id")
 # Filters on these find a handful of lines anywhere in time (bloom-indexed ids).
-ID_FIELDS = frozenset({"build_id", "deploy_id", "trace_id", "span_id", "request_id"})
+ID_FIELDS = frozenset(ID_COLUMNS)
 ATTRS_PREFIX = "attrs."
 MAX_QUERY_CHARS = 10_000
 MAX_DEPTH = 50

@@ -14,8 +14,8 @@ from flightlog.query import querylang
 from flightlog.query.lines import LINE_COLUMNS, Cursor, cursor_condition, page
 from flightlog.query.querylang import FIELDS, ID_FIELDS, QuerySyntaxError
 from flightlog.query.timefmt import TimeFormatError, format_ns, now_ns, parse_time
+from flightlog.schema.refusal import Refusal
 from flightlog.schema.store import Store
-from flightlog.web.errors import ApiError
 
 __all__ = ["FIELDS", "ID_FIELDS", "ParsedQuery", "QuerySyntaxError", "parse_query", "search"]
 
@@ -57,18 +57,18 @@ def resolve_window(
     try:
         until = parse_time(to_text, now) if to_text else now
     except TimeFormatError as exc:
-        raise ApiError(400, f"to: {exc}") from None
+        raise Refusal(400, f"to: {exc}") from None
     if from_text:
         try:
             since: int | None = parse_time(from_text, now)
         except TimeFormatError as exc:
-            raise ApiError(400, f"from: {exc}") from None
+            raise Refusal(400, f"from: {exc}") from None
     elif parsed.has_id_filter():
         since = None
     else:
         since = parse_time(DEFAULT_WINDOW, now)
     if since is not None and since >= until:
-        raise ApiError(400, f"from: {format_ns(since)} is not before to: {format_ns(until)}")
+        raise Refusal(400, f"from: {format_ns(since)} is not before to: {format_ns(until)}")
     return since, until
 
 
@@ -76,7 +76,7 @@ def parse_or_400(q: str) -> ParsedQuery:
     try:
         return parse_query(q)
     except QuerySyntaxError as exc:
-        raise ApiError(400, f"q: {exc}", position=exc.position) from None
+        raise Refusal(400, f"q: {exc}", position=exc.position) from None
 
 
 def match_condition(

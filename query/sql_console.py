@@ -31,20 +31,16 @@
 from __future__ import annotations
 
 import base64
-import csv
-import io
 import re
 import threading
 import time
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
-from aiohttp import web
 from flightlog.schema.engine_errors import error_code, error_kind, log_engine_error, public_reason
+from flightlog.schema.refusal import Refusal
 from flightlog.schema.settings import Settings
 from flightlog.schema.store import Store, StoreError, sql_literal
-from flightlog.web.errors import ApiError
 
 # Tables ad-hoc SQL may read, each with the column that holds its tenant: the log lines, and
 # the correlation index and summaries (flightlog.query.trails) where this store has them.
@@ -56,8 +52,6 @@ TENANT_TABLES: dict[str, str] = {
     "host_ids": "tenant",
     "host_summary": "tenant",
 }
-# Kept for callers of the foundation's name; the live list is allowed_tables(store).
-ALLOWED_TABLES = TENANT_TABLES
 # Tables with no tenant data: what plain expressions read implicitly (`SELECT 1` reads
 # system.one), number generators, and the engine's own reference lists.
 HARMLESS_TABLES = frozenset(
@@ -163,12 +157,12 @@ class AstNode:
     detail: str  # what follows the kind: a function's name, a table's name …
 
 
-class InvalidSql(ApiError):
+class InvalidSql(Refusal):
     """The engine could not make sense of the statement (syntax, unknown column …): it failed,
     as opposed to being refused by the console's rules."""
 
 
-class SqlTimedOut(ApiError):
+class SqlTimedOut(Refusal):
     """The statement (or its check) ran past the time limit."""
 
 
@@ -230,14 +224,14 @@ def run_console_sql(
 ) -> dict[str, Any]:
     """Check and run one user statement; → {"columns", "types", "rows", "truncated"}.
 
-    Raises ApiError(400) with the reason for anything refused or failed (and fills `outcome`).
+    Raises Refusal(400) with the reason for anything refused or failed (and fills `outcome`).
     """
     outcome = outcome if outcome is not None else Outcome()
     tables = allowed_tables(store)
     settings = guarded_settings(tenant, tables, max_memory)
     try:
         statement = check_sql(store, sql, settings, tables)
-    except ApiError as exc:
+    except Refusal as exc:
         outcome.outcome = _outcome_of(exc)
         outcome.error = exc.message
         raise
@@ -260,21 +254,13 @@ def run_console_sql(
     }
 
 
-def who(request: web.Request) -> str:
-    """The caller as the audit names it: the API key (name and id), else the open server's peer."""
-    key = request.get("key")
-    if key is not None:
-        return f"key {getattr(key, 'name', '')} ({getattr(key, 'id', '')})".strip()
-    return f"open ({request.remote or 'unknown'})"
-
-
 def run_audited(store: Store, tenant: str, caller: str, sql: str, max_memory: int | None = None) -> dict[str, Any]:
     """run_console_sql, with an audit record of the statement whatever happens to it."""
     outcome = Outcome()
     started = time.perf_counter()
     try:
         return_value = run_console_sql(store, tenant, sql, outcome, max_memory)
-    except ApiError:
+    except Refusal:
         _audit(store, tenant, caller, sql, outcome, started)
         raise
     except Exception as exc:
@@ -301,7 +287,7 @@ def _audit(store: Store, tenant: str, caller: str, sql: str, outcome: Outcome, s
         store.insert_rows("sql_audit", [record])
     except StoreError as exc:
         log_engine_error("sql console audit record", exc)
-        raise ApiError(
+        raise Refusal(
             503, f"sql: the audit record could not be written, so no answer is given ({error_kind(exc)})"
         ) from None
 
@@ -328,30 +314,6 @@ def audit_entries(store: Store, tenant: str, limit: int = AUDIT_DEFAULT_LIMIT) -
     ]
 
 
-def download(body: dict[str, Any], fmt: str) -> web.Response:
-    """A console answer as a CSV or NDJSON file (the rows it holds; `truncated` in a header)."""
-    headers = {"X-Flightlog-Truncated": "true" if body["truncated"] else "false", "Cache-Control": "no-store"}
-    if fmt == "csv":
-        out = io.StringIO()
-        writer = csv.writer(out, lineterminator="\r\n")
-        writer.writerow(body["columns"])
-        for row in body["rows"]:
-            writer.writerow([_csv_cell(v) for v in row])
-        data, content_type = out.getvalue().encode(), "text/csv; charset=utf-8"
-    else:
-        columns = body["columns"]
-        data = b"".join(orjson.dumps(dict(zip(columns, row))) + b"\n" for row in body["rows"])
-        content_type = "application/x-ndjson"
-    headers["Content-Disposition"] = f'attachment; filename="flightlog-sql.{fmt}"'
-    return web.Response(body=data, headers=headers, content_type=content_type.split(";")[0], charset="utf-8")
-
-
-def _csv_cell(value: Any) -> Any:
-    if isinstance(value, (dict, list)):
-        return orjson.dumps(value).decode()
-    return value
-
-
 _EXPLAIN = re.compile(
     r"^EXPLAIN(?: (AST|SYNTAX|QUERY TREE|PLAN|PIPELINE|ESTIMATE|TABLE OVERRIDE|CURRENT TRANSACTION))?"
     r"((?: [a-z_]+ = [^ ,]+,)*(?: [a-z_]+ = [^ ,]+))? (.*)$",
@@ -365,17 +327,17 @@ def _split_explain(statement: str) -> tuple[str | None, str]:
         return None, statement
     match = _EXPLAIN.match(statement)
     if not match:
-        raise ApiError(400, "sql: this EXPLAIN is not one the console can check; write EXPLAIN [PLAN] SELECT …")
+        raise Refusal(400, "sql: this EXPLAIN is not one the console can check; write EXPLAIN [PLAN] SELECT …")
     kind, options, inner = match.group(1), match.group(2), match.group(3)
     if kind is not None and kind not in EXPLAIN_KINDS:
-        raise ApiError(400, f"sql: EXPLAIN {kind} is not allowed; use one of {', '.join(EXPLAIN_KINDS)}")
+        raise Refusal(400, f"sql: EXPLAIN {kind} is not allowed; use one of {', '.join(EXPLAIN_KINDS)}")
     prefix = "EXPLAIN" + (f" {kind}" if kind else "")
     if options:
         parts = []
         for option in options.strip().split(", "):
             name, _, value = option.partition(" = ")
             if name not in EXPLAIN_OPTIONS or not value.isdigit():
-                raise ApiError(400, f"sql: EXPLAIN option {option.strip()!r} is not allowed")
+                raise Refusal(400, f"sql: EXPLAIN option {option.strip()!r} is not allowed")
             parts.append(f"{name} = {int(value)}")
         prefix += " " + ", ".join(parts)
     return prefix, inner
@@ -384,14 +346,14 @@ def _split_explain(statement: str) -> tuple[str | None, str]:
 def check_sql(
     store: Store, sql: str, settings: dict[str, Any] | None = None, tables: dict[str, str] | None = None
 ) -> str:
-    """The statement to run for `sql` if it is one allowed SELECT (or EXPLAIN of one); else ApiError(400)."""
+    """The statement to run for `sql` if it is one allowed SELECT (or EXPLAIN of one); else Refusal(400)."""
     tables = TENANT_TABLES if tables is None else tables
     # With no caller's settings, the check still reads under a filter: one no tenant passes.
     settings = settings or guarded_settings("", tables)
     if not isinstance(sql, str) or not sql.strip():
-        raise ApiError(400, "sql: empty; send one SELECT statement")
+        raise Refusal(400, "sql: empty; send one SELECT statement")
     if len(sql) > MAX_SQL_CHARS:
-        raise ApiError(400, f"sql: longer than {MAX_SQL_CHARS} characters")
+        raise Refusal(400, f"sql: longer than {MAX_SQL_CHARS} characters")
     encoded = base64.b64encode(sql.encode()).decode()
     try:
         statement = store.query(
@@ -400,10 +362,10 @@ def check_sql(
     except StoreError as exc:
         message = str(exc)
         if "Multi-statements are not allowed" in message:
-            raise ApiError(400, "sql: one statement only; remove everything after the first ';'") from None
+            raise Refusal(400, "sql: one statement only; remove everything after the first ';'") from None
         raise InvalidSql(400, f"sql: {_engine_reason(message)}") from None
     if not statement:
-        raise ApiError(400, "sql: empty; send one SELECT statement")
+        raise Refusal(400, "sql: empty; send one SELECT statement")
     explain, statement = _split_explain(statement)
     _check_ast(explain_ast(store, statement))
     _check_tables(store, statement, tables, settings)
@@ -417,12 +379,12 @@ def explain_ast(store: Store, statement: str) -> list[AstNode]:
     except StoreError as exc:
         message = str(exc)
         if "cannot have output options" in message:
-            raise ApiError(400, "sql: FORMAT and INTO OUTFILE are not allowed; results come back as JSON") from None
+            raise Refusal(400, "sql: FORMAT and INTO OUTFILE are not allowed; results come back as JSON") from None
         if "supports only SELECT" in message:
             kind = statement.split(" ", 1)[0].upper()
-            raise ApiError(400, f"sql: only SELECT is allowed here, not {kind}") from None
+            raise Refusal(400, f"sql: only SELECT is allowed here, not {kind}") from None
         if "Cannot modify" in message and "readonly mode" in message:
-            raise ApiError(400, "sql: a SETTINGS clause is not allowed; the console's settings are fixed") from None
+            raise Refusal(400, "sql: a SETTINGS clause is not allowed; the console's settings are fixed") from None
         raise InvalidSql(400, f"sql: {_engine_reason(str(exc))}") from None
     nodes = []
     for (line,) in result.rows:
@@ -434,27 +396,27 @@ def explain_ast(store: Store, statement: str) -> list[AstNode]:
 
 def _check_ast(nodes: list[AstNode]) -> None:
     if not nodes:
-        raise ApiError(400, "sql: the engine could not explain this statement")
+        raise Refusal(400, "sql: the engine could not explain this statement")
     root = nodes[0]
     if root.kind != "SelectWithUnionQuery":
         kind = root.kind.removesuffix("Query") or root.kind
-        raise ApiError(400, f"sql: only SELECT is allowed here, this is a {kind} statement")
+        raise Refusal(400, f"sql: only SELECT is allowed here, this is a {kind} statement")
     if sum(1 for n in nodes if n.depth == 1) != 1:
-        raise ApiError(400, "sql: FORMAT and INTO OUTFILE are not allowed; results come back as JSON")
+        raise Refusal(400, "sql: FORMAT and INTO OUTFILE are not allowed; results come back as JSON")
     for i, node in enumerate(nodes):
         if node.kind == "Set":
-            raise ApiError(400, "sql: a SETTINGS clause is not allowed; the console's settings are fixed")
+            raise Refusal(400, "sql: a SETTINGS clause is not allowed; the console's settings are fixed")
         if node.kind in ("InsertQuery", "DropQuery", "AlterQuery", "CreateQuery", "RenameQuery"):
-            raise ApiError(400, "sql: only SELECT is allowed here")
+            raise Refusal(400, "sql: only SELECT is allowed here")
         if node.kind == "Function":
             name = node.detail.split(" ", 1)[0].lower()
             parent = _parent(nodes, i)
             if parent is not None and parent.kind == "TableExpression" and name not in HARMLESS_TABLE_FUNCTIONS:
-                raise ApiError(400, f"sql: table function {name}() is not allowed; read from {_allowed()}")
+                raise Refusal(400, f"sql: table function {name}() is not allowed; read from {_allowed()}")
             if name.startswith(DENIED_FUNCTION_PREFIXES):
-                raise ApiError(400, f"sql: dictionary function {name}() is not allowed")
+                raise Refusal(400, f"sql: dictionary function {name}() is not allowed")
             if name in DENIED_FUNCTIONS:
-                raise ApiError(400, f"sql: function {name}() is not allowed")
+                raise Refusal(400, f"sql: function {name}() is not allowed")
 
 
 def _parent(nodes: list[AstNode], index: int) -> AstNode | None:
@@ -490,10 +452,10 @@ def _check_tables(store: Store, statement: str, tables: dict[str, str], settings
     for (line,) in result.rows:
         function = _TREE_TABLE_FUNCTION.match(line)
         if function and function.group(1).lower() not in HARMLESS_TABLE_FUNCTIONS:
-            raise ApiError(400, f"sql: table function {function.group(1)}() is not allowed; read from {_allowed()}")
+            raise Refusal(400, f"sql: table function {function.group(1)}() is not allowed; read from {_allowed()}")
         table = _TREE_TABLE.match(line)
         if table and table.group(1) not in allowed:
-            raise ApiError(400, f"sql: table {table.group(1)} is not readable here; read from {_allowed()}")
+            raise Refusal(400, f"sql: table {table.group(1)} is not readable here; read from {_allowed()}")
 
 
 def _allowed() -> str:
@@ -509,7 +471,7 @@ def _failed(exc: StoreError, statement: str, invalid: bool = False) -> InvalidSq
     return InvalidSql(400, f"sql: {reason}" if invalid else f"sql: the query failed: {reason}")
 
 
-def _outcome_of(exc: ApiError) -> str:
+def _outcome_of(exc: Refusal) -> str:
     if isinstance(exc, SqlTimedOut):
         return "timeout"
     return "failed" if isinstance(exc, InvalidSql) else "refused"

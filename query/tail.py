@@ -18,6 +18,7 @@ Events: `id: <observed_ns>-<ts_ns>-<seq>`, `data: <the line as JSON>`. A client 
 with `Last-Event-ID` (or `?last_event_id=`) first gets what matched since that id (at most
 RESUME_MAX_LINES, arriving at most RESUME_MAX_SECONDS ago), then the live lines. A comment line
 goes out every HEARTBEAT_SECONDS when nothing else does, so no proxy sees a silent connection.
+The HTTP side (the SSE stream, the hub per app) is flightlog.query.tail_api.
 """
 
 from __future__ import annotations
@@ -30,27 +31,20 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
-from aiohttp import web
 from flightlog.query.lines import LINE_COLUMNS, shape_line
-from flightlog.query.search import ParsedQuery, parse_or_400
-from flightlog.query.slots import run_query
+from flightlog.query.search import ParsedQuery
+from flightlog.schema.executor import run_in_store_thread
+from flightlog.schema.refusal import Refusal
 from flightlog.schema.store import Store, StoreError
-from flightlog.web.errors import ApiError
-from flightlog.web.keys import EXTRAS, STORE, tenant_of
-from flightlog.web.server import run_in_store_thread
 
 log = logging.getLogger("flightlog.query.tail")
 
 POLL_SECONDS = 0.25
 LAG_SECONDS = 5.0
-HEARTBEAT_SECONDS = 5.0
 MAX_LINES_PER_POLL = 2000
 QUEUE_EVENTS = 10_000
 RESUME_MAX_LINES = 10_000
 RESUME_MAX_SECONDS = 3600
-RETRY_MS = 2000
-HUB_KEY = "tail_hub"
 _NS = 1_000_000_000
 _EVENT_ID = re.compile(r"^(\d{1,20})-(\d{1,20})-(\d{1,20})$")
 _END = None
@@ -65,7 +59,7 @@ def parse_event_id(text: str | None) -> tuple[int, int, int] | None:
         return None
     match = _EVENT_ID.match(text.strip())
     if not match:
-        raise ApiError(400, "Last-Event-ID: not an id this server sent; reconnect without it")
+        raise Refusal(400, "Last-Event-ID: not an id this server sent; reconnect without it")
     return int(match.group(1)), int(match.group(2)), int(match.group(3))
 
 
@@ -92,18 +86,17 @@ class _TenantState:
 class TailHub:
     """The per-process poller and its listeners."""
 
-    def __init__(self, store: Store, app: web.Application | None = None) -> None:
+    def __init__(self, store: Store, app: Any = None) -> None:
         self.store = store
         self.app = app
         self.subscribers: dict[str, set[Subscriber]] = {}
         self.tenants: dict[str, _TenantState] = {}
         self._task: asyncio.Task | None = None
         self._closed = False
-        self.polls = 0
 
     def subscribe(self, tenant: str, parsed: ParsedQuery) -> Subscriber:
         if self._closed:
-            raise ApiError(503, "tail: the server is shutting down")
+            raise Refusal(503, "tail: the server is shutting down")
         sub = Subscriber(tenant, parsed)
         self.subscribers.setdefault(tenant, set()).add(sub)
         if tenant not in self.tenants:
@@ -139,7 +132,6 @@ class TailHub:
                 except StoreError as exc:
                     log.warning("tail: polling the store failed: %s", exc)
                     await asyncio.sleep(1.0)
-            self.polls += 1
             await asyncio.sleep(max(0.0, POLL_SECONDS - (time.monotonic() - started)))
 
     async def _poll_tenant(self, tenant: str) -> None:
@@ -181,12 +173,7 @@ class TailHub:
 
     def _runner(self):
         if self.app is not None:
-            app = self.app
-
-            async def run(fn, *args):
-                return await run_in_store_thread(app, fn, *args)
-
-            return run
+            return run_in_store_thread
 
         async def run_default(fn, *args):
             return await asyncio.get_running_loop().run_in_executor(None, lambda: fn(*args))
@@ -229,85 +216,3 @@ def resume_rows(
         params,
     )
     return result.rows
-
-
-def _sse(event_id_: str | None, data: Any, event: str | None = None) -> bytes:
-    out = b""
-    if event:
-        out += b"event: " + event.encode() + b"\n"
-    if event_id_:
-        out += b"id: " + event_id_.encode() + b"\n"
-    return out + b"data: " + orjson.dumps(data) + b"\n\n"
-
-
-def hub_of(app: web.Application) -> TailHub:
-    extras = app[EXTRAS]
-    hub = extras.get(HUB_KEY)
-    if hub is None:
-        hub = extras[HUB_KEY] = TailHub(app[STORE], app)
-    return hub
-
-
-async def tail_handler(request: web.Request) -> web.StreamResponse:
-    parsed = parse_or_400(request.query.get("q", ""))
-    resume = parse_event_id(request.headers.get("Last-Event-ID") or request.query.get("last_event_id"))
-    tenant = tenant_of(request)
-    hub = hub_of(request.app)
-    sub = hub.subscribe(tenant, parsed)
-    try:
-        response = web.StreamResponse(
-            headers={
-                "Content-Type": "text/event-stream",
-                "Cache-Control": "no-store",
-                "X-Accel-Buffering": "no",  # nginx: pass events through as they come
-            }
-        )
-        response.enable_chunked_encoding()
-        await response.prepare(request)
-        await response.write(f"retry: {RETRY_MS}\n: flightlog tail\n\n".encode())
-        sent: set[tuple[int, int]] = set()
-        if resume is not None:
-            rows = await run_query(
-                request, resume_rows, request.app[STORE], tenant, parsed, resume, time.time_ns()
-            )
-            for row in rows:
-                ref = (int(row[2]), int(row[3]))
-                sent.add(ref)
-                await response.write(_sse(event_id(int(row[0]), *ref), shape_line(row[2:])))
-            if len(rows) >= RESUME_MAX_LINES:
-                await response.write(_sse(None, {"skipped": True, "message": "more matched while away"}, "notice"))
-        while True:
-            try:
-                item = await asyncio.wait_for(sub.queue.get(), timeout=HEARTBEAT_SECONDS)
-            except TimeoutError:
-                await response.write(b": keepalive\n\n")
-                continue
-            if item is _END:
-                break
-            if sub.dropped:
-                await response.write(
-                    _sse(None, {"dropped": sub.dropped, "message": "this client fell behind"}, "notice")
-                )
-                sub.dropped = 0
-            eid, payload = item
-            if eid == "notice":
-                await response.write(_sse(None, payload, "notice"))
-                continue
-            if resume is not None:
-                # after a resume, the live feed's look-back can repeat what came before the id
-                obs, ts_ns, seq = (int(part) for part in eid.split("-"))
-                if (obs, ts_ns, seq) <= resume or (ts_ns, seq) in sent:
-                    continue
-            await response.write(_sse(eid, payload))
-        return response
-    finally:
-        hub.unsubscribe(sub)
-
-
-def setup_tail(app: web.Application) -> None:
-    async def close_hub(app: web.Application) -> None:
-        hub = app[EXTRAS].get(HUB_KEY)
-        if hub is not None:
-            await hub.close()
-
-    app.on_shutdown.append(close_hub)

@@ -12,8 +12,8 @@ import datetime as dt
 from collections.abc import Callable
 from typing import Any
 
+from flightlog.query.kinds import kind_of
 from flightlog.query.timefmt import parse_ns
-from flightlog.query.trails import kind_of
 from flightlog.schema.store import Store
 
 WIDTH = 1200

@@ -19,10 +19,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from flightlog.query.lines import LEVELS, LINE_COLUMNS, Cursor, bad_cursor, cursor_condition, page
+from flightlog.query import correlate
+from flightlog.query.kinds import Kind, _not_found, exists, kind_of, line_filters
+from flightlog.query.lines import LINE_COLUMNS, Cursor, bad_cursor, cursor_condition, page
 from flightlog.query.timefmt import format_ns, now_ns
+from flightlog.schema.fields import LEVELS
 from flightlog.schema.store import Store
-from flightlog.web.errors import ApiError
 
 TRAIL_DEFAULT_LIMIT = 1000
 TRAIL_MAX_LIMIT = 10_000
@@ -36,33 +38,8 @@ HOST_GONE_AFTER_S = 600
 STATUS_SQL = "if(st != '', st, if(lv['error'] + lv['fatal'] > 0, 'failed', 'ok'))"
 
 
-@dataclass(frozen=True)
-class Kind:
-    name: str  # "build"
-    column: str  # the logs column holding its id: "build_id"
-    other_column: str  # the id it correlates with: "deploy_id"
-    other_key: str  # where a summary lists those: "deploys"
-
-
-KINDS: dict[str, Kind] = {
-    "build": Kind("build", "build_id", "deploy_id", "deploys"),
-    "deploy": Kind("deploy", "deploy_id", "build_id", "builds"),
-}
-
-
-def kind_of(name: str) -> Kind:
-    try:
-        return KINDS[name]
-    except KeyError:
-        raise ValueError(f"unknown kind {name!r}; choose from {sorted(KINDS)}") from None
-
-
 def _level_order(level: str) -> tuple[int, str]:
     return (LEVELS.index(level) if level in LEVELS else len(LEVELS), level)
-
-
-def _not_found(k: Kind, entity_id: str) -> ApiError:
-    return ApiError(404, f"no {k.name} {entity_id!r}: no line carries {k.column}={entity_id}")
 
 
 def status_of(last_status: str, levels: dict[str, int]) -> str:
@@ -93,7 +70,7 @@ def summary(
 ) -> dict[str, Any]:
     """Time span, status, counts by level, services, (host, service) pairs and linked ids of one id.
 
-    Raises ApiError(404) when the tenant has no line carrying that id.
+    Raises Refusal(404) when the tenant has no line carrying that id.
     """
     k = kind_of(kind)
     params = {"tenant": tenant, "kind": k.name, "id": entity_id}
@@ -170,12 +147,10 @@ def trail(
 
     `services`, `hosts`, `levels` narrow the trail (each: any of the given values). `expand` (1 or
     2) adds the lines that carry no such id but share a trace_id or request_id with its lines
-    (flightlog.query.correlate). Raises ApiError(404) when the id is unknown to the tenant.
+    (flightlog.query.correlate). Raises Refusal(404) when the id is unknown to the tenant.
     """
     k = kind_of(kind)
     if expand:
-        from flightlog.query import correlate
-
         return correlate.expanded_trail(
             store, tenant, k, entity_id, limit=limit, cursor=cursor, services=services, hosts=hosts,
             levels=levels, hops=expand, cap=expand_cap or correlate.EXPAND_DEFAULT_CAP,
@@ -256,24 +231,6 @@ def trail_json(
         next_cursor = Cursor(int(ts_ns), int(seq)).encode()
     head = orjson.dumps({k.column: entity_id})[:-1]
     return head + b',"lines":[' + b",".join(rows) + b'],"next_cursor":' + orjson.dumps(next_cursor) + b"}"
-
-
-def exists(store: Store, tenant: str, kind: str, entity_id: str) -> bool:
-    k = kind_of(kind)
-    result = store.query(
-        "SELECT 1 FROM trail_lines WHERE tenant = {tenant:String} AND kind = {kind:String} "
-        "AND id = {id:String} LIMIT 1",
-        {"tenant": tenant, "kind": k.name, "id": entity_id},
-    )
-    return bool(result.rows)
-
-
-def line_filters(
-    params: dict[str, Any], services: Sequence[str] = (), hosts: Sequence[str] = (), levels: Sequence[str] = ()
-) -> str:
-    return _in_filter("service", services, params) + _in_filter("host", hosts, params) + _in_filter(
-        "level", levels, params
-    )
 
 
 @dataclass(frozen=True)
@@ -366,10 +323,3 @@ def listing(
         last = result.rows[limit - 1]
         next_cursor = ListCursor(int(last[2]), last[0]).encode()
     return {"items": items, "next_cursor": next_cursor}
-
-
-def _in_filter(column: str, values: Sequence[str], params: dict[str, Any]) -> str:
-    if not values:
-        return ""
-    params[f"f_{column}"] = list(values)
-    return f" AND {column} IN {{f_{column}:Array(String)}}"

@@ -13,6 +13,7 @@ from flightlog.schema.store import (
     SETTINGS_QUERY,
     QueryResult,
     StoreError,
+    first_line,
     param_text,
     parse_json_compact,
     settings_clause,
@@ -66,7 +67,7 @@ class EmbeddedStore:
                 raise StoreError(
                     f"cannot open the embedded store in {data_dir}: another process (a running "
                     "`flightlog serve`?) already owns this data directory, or it is not writable. "
-                    f"Stop that process or pass another --data-dir. ({_clean_message(str(exc))})"
+                    f"Stop that process or pass another --data-dir. ({first_line(str(exc))})"
                 ) from None
             _open_dirs.add(str(data_dir))
         self.data_dir = data_dir
@@ -106,7 +107,7 @@ class EmbeddedStore:
                 # leaves that output on the connection, and the next answer on it arrives with
                 # the dead statement's header in front (measured): start afresh.
                 self._discard(conn)
-                raise StoreError(_clean_message(str(exc)), _error_code(str(exc))) from None
+                raise StoreError(first_line(str(exc)), _error_code(str(exc))) from None
 
     def _discard(self, conn: Any) -> None:
         """Close this thread's connection; its next statement opens a new one."""
@@ -161,14 +162,14 @@ class EmbeddedStore:
                 try:
                     stream = conn.send_query(sql + settings_clause(merged), fmt, params=text_params or None)
                 except Exception as exc:
-                    raise StoreError(_clean_message(str(exc)), _error_code(str(exc))) from None
+                    raise StoreError(first_line(str(exc)), _error_code(str(exc))) from None
                 try:
                     for chunk in stream:
                         data = chunk.bytes()
                         if data:
                             yield data
                 except Exception as exc:
-                    raise StoreError(_clean_message(str(exc)), _error_code(str(exc))) from None
+                    raise StoreError(first_line(str(exc)), _error_code(str(exc))) from None
                 finally:
                     close = getattr(stream, "close", None)
                     if close:
@@ -229,8 +230,3 @@ def _error_code(message: str) -> int | None:
         if digits.isdigit():
             return int(digits)
     return None
-
-
-def _clean_message(message: str) -> str:
-    # chDB appends a stack trace on some builds; the first line is what a user can act on.
-    return message.strip().split("\n", 1)[0]

@@ -49,7 +49,7 @@ def load_migrations() -> list[Migration]:
     return found
 
 
-def template_values(store: Store, retention_days: int) -> dict[str, str]:
+def template_values(retention_days: int) -> dict[str, str]:
     return {
         "retention_days": str(int(retention_days)),
         "merge_tree": "MergeTree",
@@ -63,7 +63,7 @@ def apply_migrations(store: Store, retention_days: int) -> list[str]:
         "applied_at DateTime64(3, 'UTC') DEFAULT now64(3)) ENGINE = MergeTree ORDER BY number"
     )
     done = {row[0] for row in store.query("SELECT number FROM schema_migrations").rows}
-    values = template_values(store, retention_days)
+    values = template_values(retention_days)
     applied = []
     for migration in load_migrations():
         if migration.number in done:

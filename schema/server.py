@@ -8,7 +8,7 @@ from typing import Any
 from urllib.parse import unquote, urlparse
 
 import orjson
-from flightlog.schema.store import SETTINGS_QUERY, QueryResult, StoreError, parse_json_compact
+from flightlog.schema.store import SETTINGS_QUERY, QueryResult, StoreError, first_line, parse_json_compact
 
 
 class ServerStore:
@@ -44,7 +44,7 @@ class ServerStore:
         try:
             raw = self._client.raw_query(sql, parameters=dict(params or {}), settings=merged, fmt="JSONCompact")
         except Exception as exc:
-            raise StoreError(str(exc).strip().split("\n", 1)[0]) from None
+            raise StoreError(first_line(str(exc))) from None
         return parse_json_compact(raw)
 
     def query_stream(
@@ -60,7 +60,7 @@ class ServerStore:
             with stream:
                 yield from stream
         except Exception as exc:
-            raise StoreError(str(exc).strip().split("\n", 1)[0]) from None
+            raise StoreError(first_line(str(exc))) from None
 
     def command(
         self,
@@ -71,7 +71,7 @@ class ServerStore:
         try:
             self._client.command(sql, parameters=dict(params or {}) or None, settings=dict(settings or {}))
         except Exception as exc:
-            raise StoreError(str(exc).strip().split("\n", 1)[0]) from None
+            raise StoreError(first_line(str(exc))) from None
 
     def insert_lines(
         self,
@@ -95,7 +95,7 @@ class ServerStore:
                 settings=dict(settings or {}),
             )
         except Exception as exc:
-            raise StoreError(str(exc).strip().split("\n", 1)[0]) from None
+            raise StoreError(first_line(str(exc))) from None
 
     def insert_rows(self, table: str, rows: Sequence[Mapping[str, Any]]) -> None:
         if not rows:
@@ -104,7 +104,7 @@ class ServerStore:
         try:
             self._client.command(f"INSERT INTO {table} FORMAT JSONEachRow", data=body)
         except Exception as exc:
-            raise StoreError(str(exc).strip().split("\n", 1)[0]) from None
+            raise StoreError(first_line(str(exc))) from None
 
     def close(self) -> None:
         self._client.close()

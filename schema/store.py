@@ -15,6 +15,11 @@ from typing import Any, Protocol
 import orjson
 
 
+def first_line(message: str) -> str:
+    """The part of an engine error a user can act on: its first line (drivers append stack traces)."""
+    return message.strip().split("\n", 1)[0]
+
+
 class StoreError(Exception):
     """ClickHouse refused or failed a statement; the message is the engine's own."""
 

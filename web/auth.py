@@ -1,10 +1,12 @@
 """Who is calling: API keys → `request["tenant"]`, scopes, UI login sessions, CSRF.
 
-Every request but a few public ones (health, static files, the login page, protocol probes)
-needs a key once any key exists:
+Every route declares the scope it needs where it is registered (flightlog.schema.route_table);
+once any key exists:
 
-- ingest routes (POST/PUT handled in flightlog.ingest) need an `ingest` or `admin` key;
-- everything else (query API, pages, /metrics) needs a `read` or `admin` key.
+- `public` routes (health, static files, the login page, protocol probes) need no key;
+- `ingest` routes need an `ingest` or `admin` key;
+- `read` routes (query API, pages, /metrics), and paths no route matches, need a `read` or `admin` key;
+- `admin` routes need an `admin` key.
 
 A key comes as `Authorization: Bearer <key>` (our API, `flightlog send`, OTLP exporters'
 headers), as the password of basic auth (Loki and Elasticsearch clients; the user name is
@@ -42,18 +44,17 @@ from urllib.parse import urlsplit
 import orjson
 from aiohttp import web
 from flightlog.ingest.ratelimit import CURRENT, RATE_LIMITER, KeyContext, RateLimiter
-from flightlog.schema.keys import ApiKey, KeyRing, key_source
-from flightlog.web.errors import ApiError, wants_html
-from flightlog.web.keys import SETTINGS, STORE
+from flightlog.schema.api_keys import ApiKey, KeyRing, key_source
+from flightlog.schema.app_state import SETTINGS, STORE
+from flightlog.schema.refusal import Refusal, retry_after_header
+from flightlog.schema.route_table import add_route, needs_of
+from flightlog.web.errors import wants_html
 
 SESSION_COOKIE = "flightlog_session"
 LOGIN_CSRF_COOKIE = "flightlog_login_csrf"
 CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "X-CSRF-Token"
 TENANT_HEADERS = ("X-Scope-OrgID", "X-Flightlog-Tenant")
-PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/ready", "/loki/api/v1/ready", "/login", "/favicon.ico"})
-# What Elasticsearch clients and shippers probe before sending: a version document, no data.
-ES_PROBES = frozenset({"/", "/es", "/es/", "/_license", "/es/_license"})
 MAX_SESSIONS = 10_000
 
 
@@ -136,9 +137,9 @@ def setup_auth(app: web.Application, with_pages: bool) -> None:
     app[RATE_LIMITER] = RateLimiter(settings.key_lines_per_second, settings.key_requests_per_second)
     app.cleanup_ctx.append(_keyring_context)
     if with_pages:
-        app.router.add_get("/login", login_page, name="login")
-        app.router.add_post("/login", login_submit)
-        app.router.add_post("/logout", logout)
+        add_route(app, "GET", "/login", login_page, scope="public", name="login")
+        add_route(app, "POST", "/login", login_submit, scope="public")
+        add_route(app, "POST", "/logout", logout, scope="read")
         _install_template_globals()
 
 
@@ -171,17 +172,9 @@ async def _reload_table(auth: Auth) -> None:
 
 
 def needed_scope(request: web.Request) -> str | None:
-    """"ingest", "read", or None for a public path."""
-    path = request.path
-    if path in PUBLIC_PATHS or path.startswith("/static/"):
-        return None
-    if request.method in ("GET", "HEAD") and path in ES_PROBES and "text/html" not in request.headers.get("Accept", ""):
-        return None
-    handler = getattr(request.match_info, "handler", None)
-    module = getattr(handler, "__module__", "") or ""
-    if request.method in ("POST", "PUT") and module.startswith("flightlog.ingest"):
-        return "ingest"
-    return "read"
+    """The scope the matched route declared ("ingest", "read", "admin"), or None for a public one."""
+    scope = needs_of(request).scope
+    return None if scope == "public" else scope
 
 
 def presented_key(request: web.Request) -> str | None:
@@ -236,7 +229,7 @@ async def _authorise(request: web.Request, handler, auth: Auth):
         if scope is not None and not auth.open_allowed:
             return _denied(request, 401, "this server has no API keys and is not on loopback: create a key with "
                                          "`flightlog keys create`")
-        return await _run(request, handler, auth, None)
+        return await _run(request, handler, None)
     key: ApiKey | None = None
     if text is not None:
         key = auth.ring.lookup(text)
@@ -260,10 +253,10 @@ async def _authorise(request: web.Request, handler, auth: Auth):
         return _denied(request, 401, f"an API key with scope {scope} is required: send Authorization: Bearer <key>")
     if not key.allows(scope):
         return _denied(request, 403, f"key {key.id} has scope {key.scope}; this needs scope {scope}")
-    return await _run(request, handler, auth, key)
+    return await _run(request, handler, key)
 
 
-async def _run(request: web.Request, handler, auth: Auth, key: ApiKey | None):
+async def _run(request: web.Request, handler, key: ApiKey | None):
     await _read_small_body(request)
     if key is not None:
         request["key"] = key
@@ -279,7 +272,7 @@ async def _run(request: web.Request, handler, auth: Auth, key: ApiKey | None):
         finally:
             CURRENT.reset(token)
         if context.retry_after is not None and response.status == 429:
-            response.headers["Retry-After"] = str(context.retry_after)
+            response.headers.update(retry_after_header(context.retry_after))
         return response
     return await handler(request)
 
@@ -298,27 +291,27 @@ async def _read_small_body(request: web.Request) -> None:
     ingest reads its own (flightlog.ingest.routes.read_body) so its memory budget applies first."""
     if request.method not in ("POST", "PUT", "PATCH") or not request.body_exists:
         return
-    if needed_scope(request) == "ingest":
+    if needs_of(request).budget == "ingest":
         return
     try:
         async with asyncio.timeout(request.app[SETTINGS].body_timeout):
             await request.read()
     except TimeoutError:
-        raise ApiError(408, "the request body did not arrive in time") from None
+        raise Refusal(408, "the request body did not arrive in time") from None
     except web.HTTPRequestEntityTooLarge:
-        raise ApiError(413, "the request body is too large") from None
+        raise Refusal(413, "the request body is too large") from None
 
 
 def _refuse_cross_site(request: web.Request) -> None:
     if request.method in ("GET", "HEAD", "OPTIONS"):
         return
     if request.headers.get("Sec-Fetch-Site", "") in ("cross-site", "same-site"):
-        raise ApiError(403, "cross-site request refused")
+        raise Refusal(403, "cross-site request refused")
     origin = request.headers.get("Origin")
     if origin and origin != "null" and urlsplit(origin).netloc != request.host:
-        raise ApiError(403, "cross-site request refused: Origin does not match the server")
+        raise Refusal(403, "cross-site request refused: Origin does not match the server")
     if origin == "null":
-        raise ApiError(403, "cross-site request refused: opaque Origin")
+        raise Refusal(403, "cross-site request refused: opaque Origin")
 
 
 async def _check_csrf(request: web.Request, session: Session) -> None:
@@ -329,7 +322,7 @@ async def _check_csrf(request: web.Request, session: Session) -> None:
         value = form.get(CSRF_FIELD)
         sent = value if isinstance(value, str) else None
     if not sent or not hmac.compare_digest(sent, session.csrf):
-        raise ApiError(403, "the form's CSRF token is missing or stale; reload the page and try again")
+        raise Refusal(403, "the form's CSRF token is missing or stale; reload the page and try again")
 
 
 def _denied(request: web.Request, status: int, message: str) -> web.Response:
@@ -343,7 +336,7 @@ def _denied(request: web.Request, status: int, message: str) -> web.Response:
 
 def _too_many(request: web.Request, message: str, wait: float) -> web.Response:
     response = _denied(request, 429, message + "; retry after the Retry-After seconds")
-    response.headers["Retry-After"] = str(max(1, int(wait + 0.999)))
+    response.headers.update(retry_after_header(wait))
     return response
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.metadata
 import signal
 import sys
 from collections.abc import Iterable, Sequence
@@ -19,8 +20,17 @@ ROLES = {
 }
 
 
+def installed_version() -> str:
+    """The version pip installed (pyproject.toml's), or "unknown" when run from a bare checkout."""
+    try:
+        return importlib.metadata.version("flightlog")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="flightlog", description="Log aggregation and correlation server.")
+    parser.add_argument("--version", action="version", version=f"flightlog {installed_version()}")
     commands = parser.add_subparsers(dest="command", required=True)
     for name, (_, help_text) in ROLES.items():
         sub = commands.add_parser(name, help=help_text, description=help_text)
@@ -49,7 +59,7 @@ def add_setting_flags(parser: argparse.ArgumentParser) -> None:
 def _extra_commands() -> Iterable:
     """Subcommands other parts contribute (send, keys …), each a `register(subparsers)`."""
     registers = []
-    for module_name in ("flightlog.ingest.send_cli", "flightlog.web.keys_cli"):
+    for module_name in ("flightlog.ingest.send_cli", "flightlog.web.api_keys_cli"):
         try:
             module = __import__(module_name, fromlist=["register"])
         except ModuleNotFoundError:
@@ -97,7 +107,7 @@ def open_server_refusal(settings: Settings) -> str | None:
         return None
     if settings.clickhouse_url:
         return None  # keys live in the server's table; checked once the store is open (run_server)
-    from flightlog.schema.keys import KeyFile
+    from flightlog.schema.api_keys import KeyFile
 
     if KeyFile(settings.data_dir).load():
         return None

@@ -1,4 +1,4 @@
-"""One error type carrying a status and a message, rendered as JSON or HTML in one place."""
+"""The one mapping of a Refusal (flightlog.schema.refusal) to HTTP: JSON or an HTML page, with its headers."""
 
 from __future__ import annotations
 
@@ -7,18 +7,10 @@ from typing import Any
 
 from aiohttp import web
 from flightlog.schema.engine_errors import error_kind
+from flightlog.schema.refusal import Refusal
 from flightlog.schema.store import StoreError
 
 log = logging.getLogger("flightlog.web")
-
-
-class ApiError(Exception):
-    def __init__(self, status: int, message: str, **details: Any) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.details = details
-        self.headers: dict[str, str] = {}  # sent with the error (Retry-After on a 429 …)
 
 
 def wants_html(request: web.Request) -> bool:
@@ -32,10 +24,8 @@ def wants_html(request: web.Request) -> bool:
 async def error_middleware(request: web.Request, handler):
     try:
         return await handler(request)
-    except ApiError as exc:
-        response = error_response(request, exc.status, exc.message, **exc.details)
-        response.headers.update(exc.headers)
-        return response
+    except Refusal as exc:
+        return error_response(request, exc.status, exc.message, headers=exc.headers(), **exc.details)
     except web.HTTPException:
         raise
     except StoreError as exc:
@@ -48,9 +38,13 @@ async def error_middleware(request: web.Request, handler):
         return error_response(request, 500, "internal error; the server log has the details")
 
 
-def error_response(request: web.Request, status: int, message: str, **details: Any) -> web.Response:
+def error_response(
+    request: web.Request, status: int, message: str, headers: dict[str, str] | None = None, **details: Any
+) -> web.Response:
     if wants_html(request):
         from flightlog.web.pages import render_error
 
-        return render_error(request, status, message)
-    return web.json_response({"error": message, **details}, status=status)
+        response = render_error(request, status, message)
+        response.headers.update(headers or {})
+        return response
+    return web.json_response({"error": message, **details}, status=status, headers=headers)

@@ -1,7 +1,7 @@
 """Server-rendered pages over the same query functions as the JSON API.
 
 Jinja2 with autoescape on; every page extends base.html, fragments are `_name.html`. No inline
-scripts or styles (a later issue adds a CSP without 'unsafe-inline'); everything works with
+scripts or styles (the CSP of flightlog.web.security_headers forbids them); everything works with
 JavaScript off: filters and pagination are plain links, search is a GET form.
 """
 
@@ -15,22 +15,22 @@ from urllib.parse import urlencode
 
 import jinja2
 from aiohttp import web
-from flightlog.query import context, hosts, timeline, trails
+from flightlog.query import context, hosts, kinds, timeline, trails
 from flightlog.query.context import parse_ref
+from flightlog.query.id_paths import ID_PATTERN, id_from_segment, id_segment
 from flightlog.query.lines import Cursor
 from flightlog.query.params import trail_params
 from flightlog.query.search import FIELDS
-from flightlog.query.slots import run_query
+from flightlog.query.slots_api import run_query
 from flightlog.query.timefmt import format_ns, parse_ns
-from flightlog.web.errors import ApiError
-from flightlog.web.id_paths import ID_PATTERN, id_from_segment, id_segment
-from flightlog.web.keys import SETTINGS, STORE, tenant_of
+from flightlog.schema.app_state import SETTINGS, STORE, tenant_of
+from flightlog.schema.refusal import Refusal
+from flightlog.schema.route_table import add_route, add_static
 
 HERE = Path(__file__).resolve().parent
 TEMPLATES = HERE / "templates"
 STATIC = HERE / "static"
 TRAIL_PAGE_LINES = 5000
-SEARCH_PAGE_LINES = 500
 RECENT_ON_INDEX = 50
 
 
@@ -93,9 +93,9 @@ def _page(handler):
     async def wrapped(request: web.Request) -> web.Response:
         try:
             return await handler(request)
-        except ApiError as exc:
+        except Refusal as exc:
             response = render_error(request, exc.status, exc.message)
-            response.headers.update(exc.headers)
+            response.headers.update(exc.headers())
             return response
 
     return wrapped
@@ -130,7 +130,7 @@ async def index_page(request: web.Request) -> web.Response:
         )
 
     builds, deploys = await run_query(request, load)
-    return render(request, "index.html", builds=builds, deploys=deploys, kinds=trails.KINDS, title="Builds & deploys")
+    return render(request, "index.html", builds=builds, deploys=deploys, kinds=kinds.KINDS, title="Builds & deploys")
 
 
 def _at_cursor(ref: str) -> Cursor:
@@ -145,7 +145,7 @@ def line_url(kind: str, entity_id: str, ref: str) -> str:
 
 
 def _trail_page(kind: str):
-    k = trails.KINDS[kind]
+    k = kinds.KINDS[kind]
 
     @_page
     async def handler(request: web.Request) -> web.Response:
@@ -217,7 +217,7 @@ async def context_page(request: web.Request) -> web.Response:
     line = body["line"]
     trails_of = [
         (name, line[k.column], line_url(name, line[k.column], line["ref"]))
-        for name, k in trails.KINDS.items()
+        for name, k in kinds.KINDS.items()
         if line[k.column]
     ]
     return render(
@@ -273,13 +273,10 @@ async def quarantine_page(request: web.Request) -> web.Response:
 
 
 def setup_pages(app: web.Application) -> None:
-    app.router.add_get("/", index_page)
-    app.router.add_get(f"/builds/{{id:{ID_PATTERN}}}", _trail_page("build"))
-    app.router.add_get(f"/deploys/{{id:{ID_PATTERN}}}", _trail_page("deploy"))
-    from flightlog.web.search_pages import setup_search_pages  # it imports this module
-
-    setup_search_pages(app)  # /search, /tail, /sql
-    app.router.add_get("/context", context_page)
-    app.router.add_get("/hosts", hosts_page)
-    app.router.add_get("/quarantine", quarantine_page)
-    app.router.add_static("/static/", STATIC, append_version=False)
+    add_route(app, "GET", "/", index_page, scope="read")
+    add_route(app, "GET", f"/builds/{{id:{ID_PATTERN}}}", _trail_page("build"), scope="read")
+    add_route(app, "GET", f"/deploys/{{id:{ID_PATTERN}}}", _trail_page("deploy"), scope="read")
+    add_route(app, "GET", "/context", context_page, scope="read")
+    add_route(app, "GET", "/hosts", hosts_page, scope="read")
+    add_route(app, "GET", "/quarantine", quarantine_page, scope="read")
+    add_static(app, "/static/", STATIC, scope="public")

@@ -13,13 +13,14 @@ from typing import Any
 from urllib.parse import urlencode
 
 from aiohttp import web
-from flightlog.query import facets, histogram, search, sql_console
+from flightlog.query import facets, histogram, search, search_api, sql_console
 from flightlog.query.params import search_params
-from flightlog.query.querylang import LEVELS
 from flightlog.query.search_api import window_params
-from flightlog.query.slots import run_query
-from flightlog.web.errors import ApiError
-from flightlog.web.keys import SETTINGS, STORE, tenant_of
+from flightlog.query.slots_api import run_query
+from flightlog.schema.app_state import SETTINGS, STORE, tenant_of
+from flightlog.schema.fields import LEVELS
+from flightlog.schema.refusal import Refusal
+from flightlog.schema.route_table import add_route
 from flightlog.web.pages import _page, render, url_with, with_cursor
 
 SEARCH_PAGE_LINES = 500
@@ -104,7 +105,7 @@ async def search_page(request: web.Request) -> web.Response:
     }
     try:
         params = search_params(request.query, default_limit=SEARCH_PAGE_LINES)
-    except ApiError as exc:
+    except Refusal as exc:
         context["error"] = exc.message
         context["position"] = exc.details.get("position")
         return render(request, "search.html", status=exc.status, **context)
@@ -155,7 +156,7 @@ async def tail_page(request: web.Request) -> web.Response:
     context: dict[str, Any] = {"title": "Live tail", "q": q, "error": None, "position": None, "lines": []}
     try:
         parsed, since, until = window_params({"q": q, "from": "15m"})
-    except ApiError as exc:
+    except Refusal as exc:
         context["error"] = exc.message
         context["position"] = exc.details.get("position")
         return render(request, "tail.html", status=exc.status, **context)
@@ -197,26 +198,26 @@ async def sql_page(request: web.Request) -> web.StreamResponse:
     if request.method != "POST" or not sql.strip():
         return render(request, "sql.html", **context)
     if fmt not in ("html", "csv", "ndjson"):
-        raise ApiError(400, f"format: {fmt!r} is not one of html, csv, ndjson")
+        raise Refusal(400, f"format: {fmt!r} is not one of html, csv, ndjson")
     store, tenant = request.app[STORE], tenant_of(request)
     try:
         result = await run_query(
-            request, sql_console.run_audited, store, tenant, sql_console.who(request), sql,
+            request, sql_console.run_audited, store, tenant, search_api.who(request), sql,
             sql_console.memory_limit(request.app[SETTINGS]),
         )
-    except ApiError as exc:
+    except Refusal as exc:
         context["error"] = exc.message
         response = render(request, "sql.html", status=exc.status, **context)
-        response.headers.update(exc.headers)
+        response.headers.update(exc.headers())
         return response
     if fmt != "html":
-        return sql_console.download(result, fmt)
+        return search_api.download(result, fmt)
     context["result"] = result
     return render(request, "sql.html", **context)
 
 
 def setup_search_pages(app: web.Application) -> None:
-    app.router.add_get("/search", search_page)
-    app.router.add_get("/tail", tail_page)
-    app.router.add_get("/sql", sql_page)
-    app.router.add_post("/sql", sql_page)
+    add_route(app, "GET", "/search", search_page, scope="read")
+    add_route(app, "GET", "/tail", tail_page, scope="read")
+    add_route(app, "GET", "/sql", sql_page, scope="read")
+    add_route(app, "POST", "/sql", sql_page, scope="read")

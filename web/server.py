@@ -11,12 +11,20 @@ import warnings
 from collections.abc import AsyncIterator, Iterable
 
 from aiohttp import web
-from flightlog.query.slots import setup_query_slots, store_executor
+from flightlog.ingest.routes import setup_ingest
+from flightlog.query.api import setup_query_api
+from flightlog.query.slots_api import setup_query_slots
+from flightlog.schema.app_state import BATCHER, EXTRAS, SETTINGS, STORE
+from flightlog.schema.executor import run_in_store_thread
 from flightlog.schema.open import open_store
+from flightlog.schema.route_table import add_route
 from flightlog.schema.settings import Settings
 from flightlog.schema.store import Store, StoreError
+from flightlog.web.auth import auth_middleware, setup_auth
 from flightlog.web.errors import error_middleware
-from flightlog.web.keys import BATCHER, EXTRAS, SETTINGS, STORE
+from flightlog.web.pages import setup_pages
+from flightlog.web.search_pages import setup_search_pages
+from flightlog.web.security_headers import setup_security_headers
 
 ALL_ROLES = frozenset({"ingest", "query"})
 
@@ -30,9 +38,6 @@ def create_app(
     unknown = roles - ALL_ROLES
     if unknown:
         raise ValueError(f"unknown roles {sorted(unknown)}; choose from {sorted(ALL_ROLES)}")
-    from flightlog.web.auth import auth_middleware, setup_auth
-    from flightlog.web.security_headers import setup_security_headers
-
     app = FlightlogApplication(
         client_max_size=settings.max_body_bytes,
         # errors outermost, so auth's refusals render like every other error
@@ -45,18 +50,14 @@ def create_app(
     app.cleanup_ctx.append(_store_context(store))
     setup_auth(app, with_pages="query" in roles)  # after the store: keys may live in it
     setup_security_headers(app)
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/readyz", readyz)
+    add_route(app, "GET", "/healthz", healthz, scope="public")
+    add_route(app, "GET", "/readyz", readyz, scope="public")
     if "ingest" in roles:
-        from flightlog.ingest.routes import setup_ingest
-
         setup_ingest(app)
     if "query" in roles:
-        from flightlog.query.api import setup_query_api
-        from flightlog.web.pages import setup_pages
-
         setup_query_api(app)
         setup_pages(app)
+        setup_search_pages(app)  # /search, /tail, /sql
     return app
 
 
@@ -110,7 +111,7 @@ async def readyz(request: web.Request) -> web.Response:
     if store is None:
         return web.json_response({"status": "starting"}, status=503)
     try:
-        await run_in_store_thread(request.app, store.query, "SELECT 1")
+        await run_in_store_thread(store.query, "SELECT 1")
     except StoreError as exc:
         return web.json_response({"status": "store unavailable", "error": str(exc)}, status=503)
     batcher = request.app.get(BATCHER)
@@ -119,11 +120,3 @@ async def readyz(request: web.Request) -> web.Response:
         error = batcher.wal.write_error or "a sync of the write-ahead log failed; restart to replay it"
         return web.json_response({"status": "wal not writable", "error": str(error)}, status=503)
     return web.json_response({"status": "ready", "store": store.kind})
-
-
-async def run_in_store_thread(app: web.Application, fn, *args, **kwargs):
-    """Run a blocking store call off the event loop (chDB and clickhouse-connect block), in no
-    query slot: for calls no tenant makes (/readyz, tail's poller). A query route uses
-    flightlog.query.slots.run_query, which counts the call against its caller's share."""
-    loop = asyncio.get_running_loop()
-    return await loop.run_in_executor(store_executor(app), lambda: fn(*args, **kwargs))

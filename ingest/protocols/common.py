@@ -2,7 +2,7 @@
 
 Each parser (otlp, loki, elastic, syslog, text) builds rows with canonical keys — ts, service,
 host, level, message, build_id, deploy_id, trace_id, span_id, request_id — and `attrs`, a flat
-dict of strings. The engine does the rest (flightlog.ingest.normalize).
+dict of strings. The engine does the rest (flightlog.ingest.insert_sql).
 """
 
 from __future__ import annotations
@@ -13,30 +13,21 @@ from typing import Any
 
 import orjson
 from flightlog.ingest.chunk import Chunk, LineError, ParseResult
-from flightlog.ingest.limits import Limits, Problem
-from flightlog.ingest.normalize import (
-    BUILD_KEYS,
-    DEPLOY_KEYS,
+from flightlog.ingest.insert_sql import (
+    FIELD_KEYS,
     HOST_KEYS,
     LEVEL_KEYS,
     LEVEL_SYNONYMS,
     MESSAGE_KEYS,
-    REQUEST_KEYS,
     SERVICE_KEYS,
-    SPAN_KEYS,
     TIMESTAMP_KEYS,
-    TRACE_KEYS,
 )
+from flightlog.ingest.limits import Limits, Problem
 from flightlog.ingest.protocols.timestamps import TimeWindow
+from flightlog.schema.fields import ID_COLUMNS
 
 # Column → the attribute / label / field names that fill it, most specific first.
-ID_FIELDS: dict[str, tuple[str, ...]] = {
-    "build_id": BUILD_KEYS,
-    "deploy_id": DEPLOY_KEYS,
-    "trace_id": TRACE_KEYS,
-    "span_id": SPAN_KEYS,
-    "request_id": REQUEST_KEYS,
-}
+ID_FIELDS: dict[str, tuple[str, ...]] = {column: FIELD_KEYS[column] for column in ID_COLUMNS}
 ALL_FIELDS: dict[str, tuple[str, ...]] = {
     "ts": TIMESTAMP_KEYS,
     "message": MESSAGE_KEYS,

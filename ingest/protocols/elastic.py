@@ -16,9 +16,10 @@ from typing import Any
 
 import orjson
 from flightlog.ingest.chunk import Chunk, LineError, ParseResult
-from flightlog.ingest.limits import IngestError, Limits
+from flightlog.ingest.limits import Limits
 from flightlog.ingest.protocols.common import ID_FIELDS, check_row, flatten, level_name, take_fields, text
 from flightlog.ingest.protocols.timestamps import TimeWindow
+from flightlog.schema.refusal import Refusal
 
 VERSION = "8.17.0"
 PRODUCT_HEADER = {"X-Elastic-Product": "Elasticsearch"}
@@ -68,7 +69,7 @@ def parse(
         doc_id = text(meta.get("_id") or "") or _new_id()
         if action != "delete":  # every other action is followed by its source line
             if i >= len(lines):
-                raise IngestError(400, f"line {number}: the {action} action has no source line after it")
+                raise Refusal(400, f"line {number}: the {action} action has no source line after it")
             (number, source), i = lines[i], i + 1
         if action in ("delete", "update"):
             items.append(
@@ -140,12 +141,12 @@ def _action(line: bytes, number: int) -> tuple[str, dict[str, Any]]:
     except orjson.JSONDecodeError:
         obj = None
     if not isinstance(obj, dict) or len(obj) != 1:
-        raise IngestError(
+        raise Refusal(
             400, f'Malformed action/metadata line [{number}], expected a simple value like {{"index": {{…}}}}'
         )
     action, meta = next(iter(obj.items()))
     if action not in ALL_ACTIONS:
-        raise IngestError(
+        raise Refusal(
             400, f"Malformed action/metadata line [{number}], expected one of {list(ALL_ACTIONS)} but found [{action}]"
         )
     return action, meta if isinstance(meta, dict) else {}

@@ -1,7 +1,7 @@
 """Our own wire format: NDJSON (one JSON object a line) or one JSON array of objects.
 
 Python checks each line just enough to tell the client which lines were bad; mapping the
-fields to columns is the engine's job (flightlog.ingest.normalize).
+fields to columns is the engine's job (flightlog.ingest.insert_sql).
 """
 
 from __future__ import annotations
@@ -11,9 +11,10 @@ from collections.abc import Mapping
 
 import orjson
 from flightlog.ingest.chunk import Chunk, LineError, ParseResult
-from flightlog.ingest.limits import IngestError, Limits, Problem
-from flightlog.ingest.normalize import CHUNK_KEY, SIMPLE_KEYS, TIMESTAMP_KEYS, is_simple_line, pairs_in
+from flightlog.ingest.insert_sql import CHUNK_KEY, SIMPLE_KEYS, TIMESTAMP_KEYS, is_simple_line, pairs_in
+from flightlog.ingest.limits import Limits, Problem
 from flightlog.ingest.protocols.timestamps import TimeWindow
+from flightlog.schema.refusal import Refusal
 
 # Keys a line carries beside its attributes; a line may have this many more keys than attributes.
 _FIELD_ALLOWANCE = 24
@@ -138,7 +139,7 @@ def _clean_ndjson(
 
 
 def _all_simple(body: bytes, objects: list[dict]) -> bool:
-    """normalize.is_simple_line for every line at once: only known keys, and no object or
+    """insert_sql.is_simple_line for every line at once: only known keys, and no object or
     array but a flat `attrs` (each line has one brace, two with attrs; any more — nested,
     or inside a string — and the lines take the general path), and no key twice."""
     if b"[" in body or not all(map(SIMPLE_KEYS.issuperset, objects)):
@@ -170,7 +171,7 @@ def _array_lines(body: bytes):
     try:
         items = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
-        raise IngestError(400, f"body is not valid JSON: {exc}") from None
+        raise Refusal(400, f"body is not valid JSON: {exc}") from None
     return [(i + 1, orjson.dumps(item) if isinstance(item, dict) else b"", item) for i, item in enumerate(items)]
 
 

@@ -17,8 +17,8 @@ from typing import Any
 
 import orjson
 from flightlog.ingest.chunk import ParseResult
-from flightlog.ingest.limits import IngestError, Limits
-from flightlog.ingest.normalize import MESSAGE_KEYS, TIMESTAMP_KEYS
+from flightlog.ingest.insert_sql import MESSAGE_KEYS, TIMESTAMP_KEYS
+from flightlog.ingest.limits import Limits
 from flightlog.ingest.protocols.common import (
     ALL_FIELDS,
     ID_FIELDS,
@@ -28,6 +28,7 @@ from flightlog.ingest.protocols.common import (
     take_fields,
     text,
 )
+from flightlog.schema.refusal import Refusal
 
 LABEL_FIELDS: dict[str, tuple[str, ...]] = {
     "service": ("service_name", "service", "app", "application", "job"),
@@ -138,10 +139,10 @@ def _json_entries(body: bytes) -> Iterator[dict[str, Any] | str]:
     try:
         request = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
-        raise IngestError(400, f"body is not valid JSON: {exc}") from None
+        raise Refusal(400, f"body is not valid JSON: {exc}") from None
     streams = request.get("streams") if isinstance(request, dict) else None
     if not isinstance(streams, list):
-        raise IngestError(400, 'expected {"streams": [...]}')
+        raise Refusal(400, 'expected {"streams": [...]}')
     return _walk_json(streams)
 
 
@@ -199,18 +200,18 @@ def _unsnappy(body: bytes, max_bytes: int) -> bytes:
 
     length, _ = _varint(body, 0) if body else (0, 0)
     if length > max_bytes:
-        raise IngestError(413, f"snappy block inflates to {length} bytes; the limit is {max_bytes}")
+        raise Refusal(413, f"snappy block inflates to {length} bytes; the limit is {max_bytes}")
     try:
         return bytes(cramjam.snappy.decompress_raw(body))
     except Exception as exc:
-        raise IngestError(400, f"body is not a raw snappy block (Loki protobuf push): {exc}") from None
+        raise Refusal(400, f"body is not a raw snappy block (Loki protobuf push): {exc}") from None
 
 
 def _varint(buf: bytes, pos: int) -> tuple[int, int]:
     result = shift = 0
     while True:
         if pos >= len(buf):
-            raise IngestError(400, "truncated protobuf varint")
+            raise Refusal(400, "truncated protobuf varint")
         byte = buf[pos]
         pos += 1
         result |= (byte & 0x7F) << shift
@@ -218,7 +219,7 @@ def _varint(buf: bytes, pos: int) -> tuple[int, int]:
             return result, pos
         shift += 7
         if shift > 63:
-            raise IngestError(400, "protobuf varint is too long")
+            raise Refusal(400, "protobuf varint is too long")
 
 
 def _fields(buf: bytes) -> Iterator[tuple[int, int, Any]]:
@@ -232,14 +233,14 @@ def _fields(buf: bytes) -> Iterator[tuple[int, int, Any]]:
         elif wire == 2:
             size, pos = _varint(buf, pos)
             if pos + size > end:
-                raise IngestError(400, "truncated protobuf field")
+                raise Refusal(400, "truncated protobuf field")
             value, pos = buf[pos : pos + size], pos + size
         elif wire == 1:
             value, pos = buf[pos : pos + 8], pos + 8
         elif wire == 5:
             value, pos = buf[pos : pos + 4], pos + 4
         else:
-            raise IngestError(400, f"unsupported protobuf wire type {wire}")
+            raise Refusal(400, f"unsupported protobuf wire type {wire}")
         yield number, wire, value
 
 

@@ -16,8 +16,10 @@ from typing import Any
 
 import orjson
 from flightlog.ingest.chunk import ParseResult
-from flightlog.ingest.limits import IngestError, Limits
+from flightlog.ingest.limits import Limits
 from flightlog.ingest.protocols.common import ID_FIELDS, checked_result, level_name, take_fields, text
+from flightlog.schema.fields import LEVELS
+from flightlog.schema.refusal import Refusal
 
 PROTOBUF = "application/x-protobuf"
 JSON = "application/json"
@@ -28,7 +30,7 @@ RESOURCE_FIELDS: dict[str, tuple[str, ...]] = {
 }
 
 # OTLP severity numbers 1–24 in six bands of four.
-_BANDS = ("trace", "debug", "info", "warn", "error", "fatal")
+_BANDS = LEVELS
 
 
 def severity_level(number: int, severity_text: str) -> str | None:
@@ -51,7 +53,7 @@ def parse(
     elif content_type in (PROTOBUF, "application/protobuf", "application/octet-stream", ""):
         records = _proto_records(body)
     else:
-        raise IngestError(415, f"Content-Type {content_type!r}: send {PROTOBUF} or {JSON}")
+        raise Refusal(415, f"Content-Type {content_type!r}: send {PROTOBUF} or {JSON}")
     return checked_result(enumerate(records, 1), limits, tenant, defaults, "timeUnixNano")
 
 
@@ -106,7 +108,7 @@ def _proto_records(body: bytes) -> Iterator[dict[str, Any]]:
     try:
         request.ParseFromString(body)
     except DecodeError as exc:
-        raise IngestError(400, f"body is not an OTLP ExportLogsServiceRequest in protobuf: {exc}") from None
+        raise Refusal(400, f"body is not an OTLP ExportLogsServiceRequest in protobuf: {exc}") from None
     return _walk_proto(request)
 
 
@@ -157,9 +159,9 @@ def _json_records(body: bytes) -> Iterator[dict[str, Any]]:
     try:
         request = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
-        raise IngestError(400, f"body is not valid JSON: {exc}") from None
+        raise Refusal(400, f"body is not valid JSON: {exc}") from None
     if not isinstance(request, dict):
-        raise IngestError(400, "expected an ExportLogsServiceRequest object with resourceLogs")
+        raise Refusal(400, "expected an ExportLogsServiceRequest object with resourceLogs")
     return _walk_json(request)
 
 

@@ -1,6 +1,6 @@
 """The times a line may carry: what the store keeps, checked per line before the 2xx.
 
-The engine reads a line's time (flightlog.ingest.normalize): an epoch number by its magnitude
+The engine reads a line's time (flightlog.ingest.insert_sql): an epoch number by its magnitude
 (seconds, ms, µs or ns), text with its best-effort parser. Three kinds of time would hurt
 after the client was told `accepted`:
 

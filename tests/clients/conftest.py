@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 from aiohttp import web
+from flightlog.schema.app_state import BATCHER
 from flightlog.schema.settings import Settings
-from flightlog.web.keys import BATCHER
 from flightlog.web.server import create_app
 
 COLUMNS = (

@@ -13,8 +13,8 @@ try:
 except ImportError:
     from backports import zstd
 
+from flightlog.schema.app_state import BATCHER
 from flightlog.schema.settings import Settings
-from flightlog.web.keys import BATCHER
 from flightlog.web.server import create_app
 
 

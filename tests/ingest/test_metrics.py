@@ -5,8 +5,8 @@ from __future__ import annotations
 import orjson
 import pytest
 from flightlog.ingest.metrics import reject_reason
+from flightlog.schema.app_state import BATCHER
 from flightlog.schema.settings import Settings
-from flightlog.web.keys import BATCHER
 from flightlog.web.server import create_app
 
 

@@ -7,8 +7,8 @@ import asyncio
 
 import orjson
 import pytest
+from flightlog.schema.app_state import BATCHER
 from flightlog.schema.settings import Settings
-from flightlog.web.keys import BATCHER
 from flightlog.web.server import create_app
 
 from tests.ingest.faults import FlakyStore

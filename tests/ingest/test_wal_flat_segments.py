@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import orjson
 from flightlog.ingest.batcher import Batcher
+from flightlog.ingest.insert_sql import is_simple_line
 from flightlog.ingest.limits import Limits
-from flightlog.ingest.normalize import is_simple_line
 from flightlog.ingest.protocols import jsonlines
 
 from tests.ingest.helpers import rows
-from tests.ingest.test_normalize import CASES, OBSERVED_NS
+from tests.ingest.test_insert_sql import CASES, OBSERVED_NS
 
 EXTRA = [
     {"msg": "n", "ts": 1795867200.25, "level": 30, "service": "null", "host": "", "attrs": {"a": None, "b": 1.5}},

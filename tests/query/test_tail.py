@@ -4,11 +4,14 @@ resuming with Last-Event-ID."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 
+import aiohttp
 import orjson
 import pytest
-from flightlog.query import tail
+from aiohttp import web
+from flightlog.query import tail_api
 from flightlog.web.server import create_app
 
 from tests.query.data import insert, make_line, ts_text
@@ -22,6 +25,16 @@ class Events:
     def __init__(self, resp) -> None:
         self.resp = resp
         self.comments: list[str] = []
+
+    async def opened(self, timeout: float = DELIVERY_BOUND_S) -> None:
+        """Wait for the stream's opening comment: the server sends it once the listener is subscribed,
+        so lines inserted after this are for the listener."""
+        while ": flightlog tail" not in self.comments:
+            raw = await asyncio.wait_for(self.resp.content.readline(), timeout)
+            assert raw, "stream ended before it opened"
+            line = raw.decode().rstrip("\n")
+            if line.startswith(":"):
+                self.comments.append(line)
 
     async def next(self, timeout: float = DELIVERY_BOUND_S) -> dict:
         deadline = time.monotonic() + timeout
@@ -56,7 +69,7 @@ async def test_tail_sends_matching_lines_as_they_arrive(client, store):
     assert resp.status == 200
     assert resp.headers["Content-Type"].startswith("text/event-stream")
     events = Events(resp)
-    await asyncio.sleep(0.3)
+    await events.opened()
     insert(
         store,
         [
@@ -79,7 +92,8 @@ async def test_tail_sends_matching_lines_as_they_arrive(client, store):
 async def test_two_listeners_with_different_queries_each_get_their_own_lines(client, store):
     a = Events(await client.get("/api/v1/tail", params={"q": "service:a"}))
     b = Events(await client.get("/api/v1/tail", params={"q": "service:b OR level:fatal"}))
-    await asyncio.sleep(0.3)
+    await a.opened()
+    await b.opened()
     insert(store, [_arriving(service="a", message="for a"), _arriving(service="b", message="for b")])
     insert(store, [_arriving(service="a", level="fatal", message="for both")])
     assert [(await a.next())["data"]["message"] for _ in range(2)] == ["for a", "for both"]
@@ -90,12 +104,11 @@ async def test_two_listeners_with_different_queries_each_get_their_own_lines(cli
 
 async def test_tail_resumes_after_the_last_event_id(client, store):
     first = Events(await client.get("/api/v1/tail", params={"q": "service:api"}))
-    await asyncio.sleep(0.3)
+    await first.opened()
     insert(store, [_arriving(message="one")])
     seen = await first.next()
     first.resp.close()
     insert(store, [_arriving(message="two"), _arriving(message="three"), _arriving(service="x", message="no")])
-    await asyncio.sleep(0.1)
     resumed = Events(
         await client.get("/api/v1/tail", params={"q": "service:api"}, headers={"Last-Event-ID": seen["id"]})
     )
@@ -107,7 +120,7 @@ async def test_tail_resumes_after_the_last_event_id(client, store):
 
 
 async def test_tail_sends_heartbeats_when_nothing_matches(client, store, monkeypatch):
-    monkeypatch.setattr(tail, "HEARTBEAT_SECONDS", 0.2)
+    monkeypatch.setattr(tail_api, "HEARTBEAT_SECONDS", 0.2)
     resp = await client.get("/api/v1/tail", params={"q": "nothing-matches-this"})
     events = Events(resp)
     insert(store, [_arriving(message="x")])
@@ -127,7 +140,7 @@ async def test_tail_refuses_a_bad_query_or_event_id(client, store):
 async def test_lines_posted_to_ingest_reach_a_tail_within_the_bound(aiohttp_client, settings, store):
     client = await aiohttp_client(create_app(settings, store=store))
     events = Events(await client.get("/api/v1/tail", params={"q": "service:checkout"}))
-    await asyncio.sleep(0.3)
+    await events.opened()
     body = b'{"service":"checkout","level":"error","message":"payment declined"}\n'
     resp = await client.post("/api/v1/logs", data=body, headers={"Content-Type": "application/x-ndjson"})
     assert resp.status // 100 == 2, await resp.text()
@@ -137,3 +150,32 @@ async def test_lines_posted_to_ingest_reach_a_tail_within_the_bound(aiohttp_clie
     assert event["data"]["message"] == "payment declined"
     assert latency < DELIVERY_BOUND_S
     events.resp.close()
+
+
+async def test_a_client_that_disconnects_ends_its_stream_without_a_traceback(settings, store, monkeypatch, caplog):
+    # A real runner, as `flightlog serve` uses: aiohttp's test server cancels the handler of a
+    # client that left, which hides what production does (the next write fails).
+    monkeypatch.setattr(tail_api, "HEARTBEAT_SECONDS", 0.05)  # the server writes soon after the client left
+    app = create_app(settings, roles={"query"}, store=store)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]
+    try:
+        async with aiohttp.ClientSession() as session:
+            resp = await session.get(f"http://127.0.0.1:{port}/api/v1/tail", params={"q": "service:api"})
+            events = Events(resp)
+            await events.opened()
+            hub = tail_api.hub_of(app)
+            assert sum(len(subs) for subs in hub.subscribers.values()) == 1
+            resp.close()
+            for _ in range(200):  # bounded: the handler notices on its next write, a heartbeat away
+                if not hub.subscribers:
+                    break
+                await asyncio.sleep(0.05)
+            assert not hub.subscribers, "the stream of a client that left was never ended"
+    finally:
+        await runner.cleanup()
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
+    assert errors == [], [r.getMessage() for r in errors]

@@ -11,8 +11,8 @@ import orjson
 import pytest
 from flightlog.ingest import wal as wal_module
 from flightlog.ingest.batcher import Batcher
+from flightlog.schema.app_state import BATCHER
 from flightlog.schema.settings import Settings
-from flightlog.web.keys import BATCHER
 from flightlog.web.server import create_app
 
 from tests.ingest.faults import FlakyStore

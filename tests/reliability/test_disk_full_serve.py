@@ -13,8 +13,8 @@ import urllib.request
 
 import orjson
 import pytest
+from flightlog.schema.api_keys import KeyFile, new_key
 from flightlog.schema.embedded import EmbeddedStore
-from flightlog.schema.keys import KeyFile, new_key
 
 from tests.ingest.serve import Server
 

@@ -9,8 +9,8 @@ import shutil
 
 import orjson
 from flightlog.ingest.shipper import Shipper
+from flightlog.schema.app_state import BATCHER
 from flightlog.schema.settings import Settings
-from flightlog.web.keys import BATCHER
 from flightlog.web.server import create_app
 
 from tests.ingest.faults import FlakyStore

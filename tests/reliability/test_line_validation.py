@@ -23,8 +23,8 @@ from dataclasses import dataclass
 import cramjam
 import orjson
 import pytest
+from flightlog.schema.app_state import BATCHER
 from flightlog.schema.settings import Settings
-from flightlog.web.keys import BATCHER
 from flightlog.web.server import create_app
 
 GOOD_LINES = 3_000
@@ -393,7 +393,7 @@ async def test_syslog_lines_with_impossible_times_are_refused_and_counted_and_th
 
 
 def _syslog_port(client) -> int:
-    from flightlog.web.keys import EXTRAS
+    from flightlog.schema.app_state import EXTRAS
 
     return client.app[EXTRAS]["syslog"]["tcp"]
 

@@ -12,7 +12,8 @@ import asyncio
 import dataclasses
 
 import pytest
-from flightlog.query.slots import QUERY_SLOTS, STORE_THREADS, QuerySlots, TooManyQueries
+from flightlog.query.slots import QuerySlots, TooManyQueries
+from flightlog.query.slots_api import QUERY_SLOTS, STORE_THREADS
 from flightlog.web.server import create_app
 
 from tests.query.data import insert, make_line
@@ -119,7 +120,7 @@ async def test_a_key_holds_at_most_its_share_within_its_tenants():
     first = await slots.acquire("alpha", "alpha/k1")
     with pytest.raises(TooManyQueries) as refused:
         await slots.acquire("alpha", "alpha/k1")
-    assert refused.value.status == 429 and refused.value.headers == {"Retry-After": "1"}
+    assert refused.value.status == 429 and refused.value.headers() == {"Retry-After": "1"}
     assert "this key already runs 1 queries" in refused.value.message
     second = await slots.acquire("alpha", "alpha/k2")  # another key of the same tenant
     first(), second()

@@ -173,7 +173,7 @@ def test_every_console_step_that_reads_data_runs_under_the_tenant_filter_and_lim
     recording = RecordingStore(store)
     try:
         sql_console.run_console_sql(recording, "alpha", sql, max_memory=SMALL_MEMORY)
-    except sql_console.ApiError:
+    except sql_console.Refusal:
         pass
     reads = [(text, settings) for text, settings in recording.calls if "logs" in text or "trail_lines" in text]
     # the statement is parsed (EXPLAIN AST reads nothing), checked (EXPLAIN QUERY TREE) and run

@@ -17,8 +17,8 @@ import time
 
 import orjson
 import pytest
+from flightlog.schema.app_state import BATCHER
 from flightlog.schema.settings import Settings
-from flightlog.web.keys import BATCHER
 from flightlog.web.server import create_app
 
 BODIES = 4
@@ -204,7 +204,7 @@ async def test_a_data_dir_from_before_0050_keeps_its_lines_and_publishes_new_one
             "CREATE TABLE schema_migrations (number UInt32, name String, "
             "applied_at DateTime64(3, 'UTC') DEFAULT now64(3)) ENGINE = MergeTree ORDER BY number"
         )
-        values = template_values(store, 30)
+        values = template_values(30)
         for migration in load_migrations():
             if migration.number < 50:
                 for statement in migration.statements(values):

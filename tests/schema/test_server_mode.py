@@ -12,10 +12,10 @@ import uuid
 import orjson
 import pytest
 from aiohttp import web
+from flightlog.schema.app_state import BATCHER
 from flightlog.schema.migrate import apply_migrations
 from flightlog.schema.server import ServerStore
 from flightlog.schema.settings import Settings
-from flightlog.web.keys import BATCHER
 from flightlog.web.server import create_app
 
 

@@ -6,7 +6,7 @@ import asyncio
 import dataclasses
 
 import pytest
-from flightlog.schema.keys import KeyFile, new_key
+from flightlog.schema.api_keys import KeyFile, new_key
 from flightlog.web.server import create_app
 
 

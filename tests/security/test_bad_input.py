@@ -15,7 +15,7 @@ import cramjam
 import orjson
 import pytest
 from flightlog.ingest.decompress import decompress
-from flightlog.ingest.limits import IngestError
+from flightlog.schema.refusal import Refusal
 from flightlog.web.server import create_app
 
 from tests.security.conftest import wait_for_rows
@@ -68,7 +68,7 @@ def test_a_gzip_bomb_stops_at_the_limit_without_inflating_it_all():
     for body, coding in ((bomb, "gzip"), (double, "gzip, gzip")):
         tracemalloc.start()
         started = time.monotonic()
-        with pytest.raises(IngestError) as refused:
+        with pytest.raises(Refusal) as refused:
             decompress(body, coding, 4 * MB)
         _, peak = tracemalloc.get_traced_memory()
         tracemalloc.stop()

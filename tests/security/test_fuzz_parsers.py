@@ -1,4 +1,4 @@
-"""Every protocol parser, fed any bytes: rows or a clean rejection (IngestError), never a crash.
+"""Every protocol parser, fed any bytes: rows or a clean rejection (Refusal), never a crash.
 
 And the rows a parser does return are wire lines the engine can read: each a JSON object.
 """
@@ -8,8 +8,9 @@ from __future__ import annotations
 import cramjam
 import orjson
 from flightlog.ingest.decompress import decompress
-from flightlog.ingest.limits import IngestError, Limits
+from flightlog.ingest.limits import Limits
 from flightlog.ingest.protocols import elastic, jsonlines, loki, otlp, syslog, text
+from flightlog.schema.refusal import Refusal
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -34,18 +35,27 @@ any_body = st.one_of(
 
 
 def _check(result_chunk) -> None:
-    assert result_chunk.count >= 0
-    if result_chunk.count:
-        lines = result_chunk.lines.split(b"\n")
-        assert len(lines) == result_chunk.count
-        for line in lines:
-            assert isinstance(orjson.loads(line), dict)
+    if not result_chunk.count:
+        assert result_chunk.lines == b""
+        return
+    lines = result_chunk.lines.split(b"\n")
+    assert len(lines) == result_chunk.count
+    for line in lines:
+        assert isinstance(orjson.loads(line), dict)
+
+
+def _check_result(result) -> None:
+    """Rows, and one error for each line refused, naming a line that exists."""
+    _check(result.chunk)
+    assert result.rejected == len(result.errors)
+    for error in result.errors:
+        assert error.line >= 1 and error.error
 
 
 def _run(parse, *args):
     try:
         result = parse(*args)
-    except IngestError as exc:
+    except Refusal as exc:
         assert 400 <= exc.status < 500 and exc.message
         return None
     return result
@@ -56,8 +66,9 @@ def _run(parse, *args):
 def test_jsonlines_parser(body, content_type):
     result = _run(jsonlines.parse, body, content_type, LIMITS)
     if result is not None:
-        _check(result.chunk)
-        assert result.accepted + result.rejected >= 0
+        _check_result(result)
+        if content_type != "application/json":  # NDJSON: every non-blank line is taken or refused
+            assert result.accepted + result.rejected == sum(1 for line in body.split(b"\n") if line.strip())
 
 
 @FUZZ
@@ -65,7 +76,7 @@ def test_jsonlines_parser(body, content_type):
 def test_text_parser(body):
     result = _run(text.parse, body, LIMITS)
     if result is not None:
-        _check(result.chunk)
+        _check_result(result)
 
 
 @FUZZ
@@ -73,7 +84,7 @@ def test_text_parser(body):
 def test_otlp_parser(body, content_type):
     result = _run(otlp.parse, body, content_type, LIMITS)
     if result is not None:
-        _check(result.chunk)
+        _check_result(result)
 
 
 @FUZZ
@@ -83,7 +94,7 @@ def test_loki_parser(body, content_type, snappy):
         body = bytes(cramjam.snappy.compress_raw(body))
     result = _run(loki.parse, body, content_type, LIMITS)
     if result is not None:
-        _check(result.chunk)
+        _check_result(result)
 
 
 @FUZZ
@@ -91,8 +102,12 @@ def test_loki_parser(body, content_type, snappy):
 def test_elasticsearch_bulk_parser(body, index):
     result = _run(elastic.parse, body, LIMITS, "default", None, index)
     if result is not None:
-        _check(result.parsed.chunk)
-        assert len(result.items) >= 0
+        _check_result(result.parsed)
+        # one answer item per document, in order; the failed ones are the refused lines
+        assert len(result.items) == result.parsed.accepted + result.parsed.rejected
+        failed = sum(1 for item in result.items if next(iter(item.values()))["status"] >= 300)
+        assert failed == result.parsed.rejected
+        assert result.errors == (failed > 0)
 
 
 @FUZZ
@@ -100,7 +115,7 @@ def test_elasticsearch_bulk_parser(body, index):
 def test_syslog_parser_and_framing(messages, stream):
     result = _run(syslog.parse, messages, LIMITS)
     if result is not None:
-        _check(result.chunk)
+        _check_result(result)
     buffer = bytearray(stream)
     frames = syslog.frames(buffer)
     assert sum(map(len, frames)) + len(buffer) <= len(stream)

@@ -9,7 +9,7 @@ import time
 
 import orjson
 import pytest
-from flightlog.schema.keys import KeyFile, KeyRing, KeyTable, hash_key, new_key
+from flightlog.schema.api_keys import KeyFile, KeyRing, hash_key
 from flightlog.web import cli
 from flightlog.web.server import create_app
 
@@ -43,20 +43,6 @@ def test_keys_create_refuses_a_bad_scope_or_tenant(tmp_path, capsys):
         cli.main(["keys", "create", "--tenant", "a", "--scope", "root", "--data-dir", str(tmp_path)])
     assert cli.main(["keys", "create", "--tenant", "a b;", "--scope", "read", "--data-dir", str(tmp_path)]) == 2
     assert "tenant" in capsys.readouterr().err
-
-
-def test_keys_in_the_api_keys_table_for_a_server_backend(store):
-    table = KeyTable(store)
-    record, text = new_key("acme", "read", "dash")
-    table.add(record)
-    ring = KeyRing(table)
-    ring.reload()
-    assert ring.lookup(text).tenant == "acme"
-    assert store.query("SELECT count() FROM api_keys WHERE hash = {h:String}", {"h": hash_key(text)}).scalar() == 1
-    assert store.query("SELECT countIf(position(hash, 'flk_') > 0) FROM api_keys").scalar() == 0
-    table.revoke(record.id)
-    ring.reload()
-    assert ring.lookup(text) is None
 
 
 def test_serve_refuses_a_public_address_with_no_keys_unless_insecure(tmp_path, make_key, settings):

@@ -15,7 +15,7 @@
 
   function status(text) { if (statusEl) statusEl.textContent = text; }
 
-  // An id as one path segment (web/id_paths.py): "." and ".." (and dots then tildes) get a
+  // An id as one path segment (query/id_paths.py): "." and ".." (and dots then tildes) get a
   // tilde more, or the browser would resolve them away.
   function idSegment(id) {
     return encodeURIComponent(/^\.{1,2}~*$/.test(id) ? id + "~" : id);

@@ -6,8 +6,9 @@ import base64
 
 import orjson
 import pytest
-from flightlog.ingest.limits import IngestError, Limits
+from flightlog.ingest.limits import Limits
 from flightlog.ingest.protocols import elastic, loki, otlp, syslog, text
+from flightlog.schema.refusal import Refusal
 
 # The cases carry fixed times from 2003 to 2024: a retention long enough to keep them (lines
 # older than the retention are refused: tests/reliability/test_line_validation.py).
@@ -120,7 +121,7 @@ def test_otlp_protobuf_matches_json():
     ],
 )
 def test_otlp_bad_bodies_are_4xx(body, content_type, status):
-    with pytest.raises(IngestError) as err:
+    with pytest.raises(Refusal) as err:
         otlp.parse(body, content_type, LIMITS)
     assert err.value.status == status
 
@@ -262,7 +263,7 @@ def test_loki_protobuf_in_raw_snappy():
 
 def test_loki_snappy_declaring_more_than_the_body_limit_is_413_before_inflating():
     body = _varint(LIMITS.max_body_bytes + 1) + b"\x00" * 10
-    with pytest.raises(IngestError) as err:
+    with pytest.raises(Refusal) as err:
         loki.parse(body, "application/x-protobuf", LIMITS)
     assert err.value.status == 413
 
@@ -276,7 +277,7 @@ def test_loki_snappy_declaring_more_than_the_body_limit_is_413_before_inflating(
     ],
 )
 def test_loki_bad_bodies_are_400(body, content_type):
-    with pytest.raises(IngestError) as err:
+    with pytest.raises(Refusal) as err:
         loki.parse(body, content_type, LIMITS)
     assert err.value.status == 400
 
@@ -334,7 +335,7 @@ def test_elastic_bulk_errors_name_the_line_of_the_body_counting_blank_lines():
 
 @pytest.mark.parametrize("body", [b"not json\n{}\n", b'{"frobnicate": {}}\n{}\n', b'{"index": {}}\n'])
 def test_elastic_malformed_action_lines_are_400(body):
-    with pytest.raises(IngestError) as err:
+    with pytest.raises(Refusal) as err:
         elastic.parse(body, LIMITS)
     assert err.value.status == 400
 

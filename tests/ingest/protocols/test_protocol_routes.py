@@ -6,9 +6,9 @@ import time
 
 import orjson
 import pytest
-from flightlog.ingest.limits import IngestError
+from flightlog.schema.app_state import BATCHER
+from flightlog.schema.refusal import Refusal
 from flightlog.schema.settings import Settings
-from flightlog.web.keys import BATCHER
 from flightlog.web.server import create_app
 
 
@@ -21,7 +21,7 @@ async def client(store, aiohttp_client, tmp_path):  # store first: it must close
 
 
 def _query(client) -> list[dict]:
-    from flightlog.web.keys import STORE
+    from flightlog.schema.app_state import STORE
 
     return client.app[STORE].query("SELECT message, service, level, build_id FROM logs ORDER BY seq").dicts()
 
@@ -85,7 +85,7 @@ async def test_elasticsearch_routes_carry_the_product_header_even_on_errors(clie
 
 async def test_a_full_pipeline_answers_429_with_retry_after_in_every_protocol(client, monkeypatch):
     async def full(chunk):
-        raise IngestError(429, "ingest is full; retry later")
+        raise Refusal(429, "ingest is full; retry later")
 
     monkeypatch.setattr(client.app[BATCHER], "append", full)
     loki = {"streams": [{"stream": {"job": "j"}, "values": [[str(time.time_ns()), "x"]]}]}

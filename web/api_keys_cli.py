@@ -1,4 +1,4 @@
-"""`flightlog keys create|list|revoke`: manage API keys (see flightlog.schema.keys for where they live).
+"""`flightlog keys create|list|revoke`: manage API keys (docs/security.md says more).
 
     flightlog keys create --tenant acme --scope ingest --name ci-shipper
     flightlog keys list
@@ -16,7 +16,7 @@ import argparse
 import sys
 
 import orjson
-from flightlog.schema.keys import SCOPES, KeyProblem, key_source, new_key
+from flightlog.schema.api_keys import SCOPES, KeyProblem, key_source, new_key
 from flightlog.schema.settings import Settings, env_name
 
 

@@ -64,7 +64,6 @@ KNOWN_KEYS = frozenset(
     + REQUEST_KEYS
 )
 
-LEVELS = ("trace", "debug", "info", "warn", "error", "fatal")
 
 # Spellings seen in the wild, mapped to the six levels. Numbers are pino/bunyan levels.
 LEVEL_SYNONYMS = {
