@@ -16,7 +16,8 @@ the real `flightlog serve` and the peer binary one after the other on that data:
    dir; the peer: /internal/force_flush + /internal/force_merge, then everything under its dir;
 3. restarted (flightlog) / same process (peer): build and deploy trails (1,000 lines max, in
    time order), a rare word over all the data, `level:error service:X` over the last hour:
-   p50/p99 over sequential requests after a warm-up;
+   p50/p99 over sequential requests after a warm-up, the two systems' requests alternating
+   (both servers up and idle), so load from elsewhere falls on both alike;
 4. acknowledged → queryable delay at 50% and 90% of each system's own measured peak rate: a
    paced sender whose every body carries one probe line with a unique request id; a poller asks
    for all outstanding probes every 50 ms and records 2xx → first seen.
@@ -398,27 +399,30 @@ def proc_status_bytes(pid: int, field_name: str) -> int:
     return 0
 
 
-async def latencies(system: System, requests: list[tuple[str, dict]], expect_some: bool = True) -> list[float]:
+async def latencies(systems: list[System], requests: dict[str, list[tuple[str, dict]]]) -> dict[str, list[float]]:
+    """Time the requests, sequentially, alternating between the systems request by request, so
+    load from elsewhere on the machine falls on both alike. The first five of each warm up."""
     import aiohttp
 
-    out = []
+    out: dict[str, list[float]] = {system.name: [] for system in systems}
     async with aiohttp.ClientSession() as session:
-        for k, req in enumerate([*requests[:5], *requests]):  # the first five warm up
-            method, url, params = system.request(req)
-            started = time.perf_counter()
-            if method == "GET":
-                ctx = session.get(url, params=params)
-            else:
-                ctx = session.post(url, data=params)
-            async with ctx as resp:
-                body = await resp.read()
-                if resp.status != 200:
-                    raise RuntimeError(f"{system.name} {url} {params}: {resp.status} {body[:300]!r}")
-            elapsed = time.perf_counter() - started
-            if k >= 5:
-                out.append(elapsed)
-            if expect_some and k == 5 and not body.strip(b" \n{}[]"):
-                raise RuntimeError(f"{system.name}: empty answer to {params or req}")
+        count = len(requests[systems[0].name])
+        schedule = [(k, True) for k in range(min(5, count))] + [(k, False) for k in range(count)]
+        for k, warm in schedule:
+            for system in systems:
+                req = requests[system.name][k]
+                method, url, params = system.request(req)
+                started = time.perf_counter()
+                ctx = session.get(url, params=params) if method == "GET" else session.post(url, data=params)
+                async with ctx as resp:
+                    body = await resp.read()
+                    if resp.status != 200:
+                        raise RuntimeError(f"{system.name} {url} {params}: {resp.status} {body[:300]!r}")
+                elapsed = time.perf_counter() - started
+                if not body.strip(b" \n{}[]"):
+                    raise RuntimeError(f"{system.name}: empty answer to {params or req}")
+                if not warm:
+                    out[system.name].append(elapsed)
     return out
 
 
@@ -498,44 +502,52 @@ def pct(values: list[float], p: float) -> float:
 # ---------------------------------------------------------------- the run
 
 
-def run_system(system: System, data: Dataset, bodies: list[bytes], args: argparse.Namespace) -> dict:
+def load_system(system: System, data: Dataset, bodies: list[bytes]) -> dict:
+    """Ingest, measure, merge; the server is left running (idle) for the queries."""
     total = len(data.lines)
     r: dict[str, float] = {}
     system.start()
-    try:
-        res = asyncio.run(ingest(system, bodies, total))
-        r["lines_per_s"] = total / res["seconds"]
-        r["ack_lines_per_s"] = total / res["ack_seconds"]
-        r["cpu_s_per_million"] = res["cpu"] / total * 1e6
-        r["peak_rss_mb"] = res["rss"] / 1e6
-        r["peak_anon_rss_mb"] = res["anon"] / 1e6
-        r["file_rss_mb_after"] = res["file_rss"] / 1e6
-        r["retries"] = res["retries"]
-        if isinstance(system, Victoria):
-            system.merge(data.days)
-        else:
-            system.merge()
-            system.start()
-        r["disk_mb"] = system.disk_bytes() / 1e6
-        rng = random.Random(1)
-        builds = [system.trail("build", rng.choice(data.builds)) for _ in range(args.requests)]
-        deploys = [system.trail("deploy", rng.choice(data.deploys)) for _ in range(args.requests)]
-        words = [system.word(data.rare[k % len(data.rare)], data.first) for k in range(args.requests)]
-        errors = [system.errors(SERVICES[k % len(SERVICES)]) for k in range(args.requests)]
-        for name, reqs in (("build_trail", builds), ("deploy_trail", deploys), ("rare_word", words),
-                           ("error_search_1h", errors)):
-            values = asyncio.run(latencies(system, reqs))
-            r[f"{name}_p50_ms"] = pct(values, 50) * 1e3
-            r[f"{name}_p99_ms"] = pct(values, 99) * 1e3
-        if args.paced_seconds > 0:
-            for share in (0.5, 0.9):
-                delays = asyncio.run(paced(system, data.lines, r["lines_per_s"] * share, args.paced_seconds,
-                                           f"{int(share * 100)}"))
-                r[f"ack_to_queryable_{int(share * 100)}pct_p50_ms"] = pct(delays, 50) * 1e3
-                r[f"ack_to_queryable_{int(share * 100)}pct_p99_ms"] = pct(delays, 99) * 1e3
-    finally:
-        system.stop()
+    res = asyncio.run(ingest(system, bodies, total))
+    r["lines_per_s"] = total / res["seconds"]
+    r["ack_lines_per_s"] = total / res["ack_seconds"]
+    r["cpu_s_per_million"] = res["cpu"] / total * 1e6
+    r["peak_rss_mb"] = res["rss"] / 1e6
+    r["peak_anon_rss_mb"] = res["anon"] / 1e6
+    r["file_rss_mb_after"] = res["file_rss"] / 1e6
+    r["retries"] = res["retries"]
+    if isinstance(system, Victoria):
+        system.merge(data.days)
+    else:
+        system.merge()
+        system.start()
+    r["disk_mb"] = system.disk_bytes() / 1e6
     return r
+
+
+def query_systems(systems: list[System], data: Dataset, requests: int, results: dict[str, dict]) -> None:
+    """Latencies of the same requests on every system, interleaved request by request."""
+    kinds = {
+        "build_trail": lambda s, rng, k: s.trail("build", rng.choice(data.builds)),
+        "deploy_trail": lambda s, rng, k: s.trail("deploy", rng.choice(data.deploys)),
+        "rare_word": lambda s, rng, k: s.word(data.rare[k % len(data.rare)], data.first),
+        "error_search_1h": lambda s, rng, k: s.errors(SERVICES[k % len(SERVICES)]),
+    }
+    for name, make in kinds.items():
+        reqs = {}
+        for system in systems:
+            rng = random.Random(1)  # the same ids for every system
+            reqs[system.name] = [make(system, rng, k) for k in range(requests)]
+        values = asyncio.run(latencies(systems, reqs))
+        for system in systems:
+            results[system.name][f"{name}_p50_ms"] = pct(values[system.name], 50) * 1e3
+            results[system.name][f"{name}_p99_ms"] = pct(values[system.name], 99) * 1e3
+
+
+def pace_system(system: System, data: Dataset, seconds: float, r: dict) -> None:
+    for share in (0.5, 0.9):
+        delays = asyncio.run(paced(system, data.lines, r["lines_per_s"] * share, seconds, f"{int(share * 100)}"))
+        r[f"ack_to_queryable_{int(share * 100)}pct_p50_ms"] = pct(delays, 50) * 1e3
+        r[f"ack_to_queryable_{int(share * 100)}pct_p99_ms"] = pct(delays, 99) * 1e3
 
 
 def load() -> str:
@@ -567,38 +579,51 @@ def main(argv: list[str] | None = None) -> int:
         print(f"hosts: {args.ephemeral_hosts or 500}{' ephemeral' if args.ephemeral_hosts else ''}; "
               f"senders: {SENDERS}; {load()}")
         results: dict[str, dict] = {}
-        if args.only != "peer":
-            fl = Flightlog(work / "flightlog", args.server_flag)
-            results["flightlog"] = run_system(fl, data, bodies, args)
-            print(f"flightlog done; {load()}")
-            print(f"flightlog waited {fl.outdated_wait:.0f} s for merged-away parts to be removed")
-            print("flightlog tables after merges (rows, compressed MB, uncompressed MB, on disk MB):")
-            for table, rows, comp, uncomp, disk in fl.parts:
-                print(f"  {table:<16} {rows:>10} {comp / 1e6:8.1f} {uncomp / 1e6:8.1f} {disk / 1e6:8.1f}")
-            print("flightlog largest columns (compressed MB, ratio):")
-            for table, name, comp, uncomp in fl.columns:
-                print(f"  {table + '.' + name:<28} {comp / 1e6:7.1f} {uncomp / max(comp, 1):5.1f}x")
-            print("flightlog skipping indexes (compressed MB):")
-            for table, name, kind, comp in fl.indexes:
-                print(f"  {table}.{name} ({kind}) {comp / 1e6:.1f}")
-        if args.only != "flightlog":
-            if args.peer.is_file() and os.access(args.peer, os.X_OK):
-                results["peer"] = run_system(Victoria(work / "peer", args.peer), data, bodies, args)
-                print(f"peer done; {load()}")
-            else:
-                print(f"peer: no executable at {args.peer}; measuring flightlog alone")
+        systems: list[System] = []
+        try:
+            if args.only != "peer":
+                fl = Flightlog(work / "flightlog", args.server_flag)
+                systems.append(fl)
+                results[fl.name] = load_system(fl, data, bodies)
+                print(f"flightlog loaded; {load()}")
+                print(f"flightlog waited {fl.outdated_wait:.0f} s for merged-away parts to be removed")
+                print("flightlog tables after merges (rows, compressed MB, uncompressed MB, on disk MB):")
+                for table, rows, comp, uncomp, disk in fl.parts:
+                    print(f"  {table:<16} {rows:>10} {comp / 1e6:8.1f} {uncomp / 1e6:8.1f} {disk / 1e6:8.1f}")
+                print("flightlog largest columns (compressed MB, ratio):")
+                for table, name, comp, uncomp in fl.columns:
+                    print(f"  {table + '.' + name:<28} {comp / 1e6:7.1f} {uncomp / max(comp, 1):5.1f}x")
+                print("flightlog skipping indexes (compressed MB):")
+                for table, name, kind, comp in fl.indexes:
+                    print(f"  {table}.{name} ({kind}) {comp / 1e6:.1f}")
+            if args.only != "flightlog":
+                if args.peer.is_file() and os.access(args.peer, os.X_OK):
+                    vl = Victoria(work / "peer", args.peer)
+                    systems.append(vl)
+                    results[vl.name] = load_system(vl, data, bodies)
+                    print(f"peer loaded; {load()}")
+                else:
+                    print(f"peer: no executable at {args.peer}; measuring flightlog alone")
+            query_systems(systems, data, args.requests, results)
+            print(f"queries done; {load()}")
+            if args.paced_seconds > 0:
+                for system in systems:
+                    pace_system(system, data, args.paced_seconds, results[system.name])
+        finally:
+            for system in systems:
+                system.stop()
         print()
         print("VictoriaLogs acknowledges from memory (no fsync before the 2xx); flightlog after its WAL fsync.")
         keys = list(next(iter(results.values())).keys())
         print(f"{'figure':<36} {'flightlog':>12} {'victorialogs':>14} {'ratio':>8}")
         for key in keys:
             a = results.get("flightlog", {}).get(key, float("nan"))
-            b = results.get("peer", {}).get(key, float("nan"))
+            b = results.get("victorialogs", {}).get(key, float("nan"))
             ratio = a / b if b and b == b and a == a else float("nan")
             print(f"{key:<36} {a:>12.1f} {b:>14.1f} {ratio:>8.2f}")
         print(f"raw_ndjson_mb {raw / 1e6:.0f}; compression flightlog "
               f"{raw / 1e6 / results.get('flightlog', {}).get('disk_mb', float('nan')):.1f}x, peer "
-              f"{raw / 1e6 / results.get('peer', {}).get('disk_mb', float('nan')):.1f}x")
+              f"{raw / 1e6 / results.get('victorialogs', {}).get('disk_mb', float('nan')):.1f}x")
         print(load())
     finally:
         if args.keep:
