@@ -129,6 +129,11 @@ async def measure(port: int, build_ids: list[str], n: int) -> list[float]:
 
 
 def serve_and_measure(data_dir: Path, build_ids: list[str], n: int) -> list[float]:
+    return serve(data_dir, lambda port: asyncio.run(measure(port, build_ids, n)))
+
+
+def serve(data_dir: Path, run):
+    """Start `flightlog serve` over data_dir, return run(port) once it listens, then stop it."""
     port = free_port()
     env = dict(os.environ, FLIGHTLOG_DATA_DIR=str(data_dir), FLIGHTLOG_PORT=str(port), FLIGHTLOG_RETENTION_DAYS="3650")
     log = tempfile.TemporaryFile()
@@ -145,7 +150,7 @@ def serve_and_measure(data_dir: Path, build_ids: list[str], n: int) -> list[floa
                     log.seek(0)
                     raise RuntimeError("flightlog serve did not start: " + log.read().decode()[-2000:]) from None
                 time.sleep(0.2)
-        return asyncio.run(measure(port, build_ids, n))
+        return run(port)
     finally:
         server.send_signal(signal.SIGTERM)
         try:

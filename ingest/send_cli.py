@@ -3,10 +3,14 @@
     make test 2>&1 | flightlog send --service api
     flightlog send --file build.log --build-id 1234
     flightlog send --tee -- pytest -q          # runs pytest, ships its stdout and stderr
+    flightlog send --build-status success      # the build's status, as its CI would report it
 
-The build ID defaults from CI variables (CI_BUILD_ID, GITHUB_RUN_ID, BUILD_ID) and the host
-from HOSTNAME. Lines go in gzip'd batches, retried with backoff on 429 and 5xx (honouring
-Retry-After). Exit status: the command's own when it failed; else 1 when any line could not be
+The build ID defaults from CI variables (CI_BUILD_ID, GITHUB_RUN_ID, CI_PIPELINE_ID, BUILD_ID)
+and the host from HOSTNAME. With a build ID, running a command also reports the build's status
+(running, then success or failure by the command's exit status) to /api/v1/builds/{id}/events,
+with the repo, branch, commit and run link GitHub Actions or GitLab CI put in the environment;
+`--build-status` alone reports that status and reads nothing; with --file, after the file is
+shipped. Lines go in gzip'd batches, retried with backoff on 429 and 5xx (honouring Retry-After). Exit status: the command's own when it failed; else 1 when any line could not be
 delivered; else 0.
 """
 
@@ -24,7 +28,8 @@ from typing import IO
 
 from flightlog.ingest.shipper import Shipper
 
-CI_BUILD_VARS = ("CI_BUILD_ID", "GITHUB_RUN_ID", "BUILD_ID")
+CI_BUILD_VARS = ("CI_BUILD_ID", "GITHUB_RUN_ID", "CI_PIPELINE_ID", "BUILD_ID")
+BUILD_STATUSES = ("queued", "running", "success", "failure", "cancelled")
 CI_DEPLOY_VARS = ("DEPLOY_ID",)
 DEFAULT_URL = "http://127.0.0.1:7777"
 
@@ -67,8 +72,29 @@ def register(subparsers) -> None:
     parser.add_argument(
         "--max-retry-seconds", type=float, default=60.0, help="how long to keep retrying a batch on 429/5xx"
     )
+    parser.add_argument(
+        "--build-status", choices=BUILD_STATUSES, default=None,
+        help="report this status of the build (alone: report it and exit; with a command: instead of "
+             "the one its exit status gives)",
+    )
+    parser.add_argument(
+        "--no-build-status", action="store_true", help="with a command: do not report the build's status"
+    )
     parser.add_argument("command", nargs=argparse.REMAINDER, help="-- CMD ARGS: run it and ship its output")
     parser.set_defaults(handler=run)
+
+
+def _report_status(args: argparse.Namespace, status: str) -> int:
+    """Report the build's status; a failure to report is said on stderr, never hides the command's."""
+    from flightlog.ingest.cicd.report import ci_fields, post_event
+
+    try:
+        post_event(args.url, "build", args.build_id, {"status": status, **ci_fields()}, api_key=args.api_key,
+                   max_retry_seconds=args.max_retry_seconds)
+    except RuntimeError as exc:
+        print(f"flightlog send: {exc}", file=sys.stderr, flush=True)
+        return 1
+    return 0
 
 
 def _first_env(names: Iterable[str]) -> str | None:
@@ -89,6 +115,12 @@ def run(args: argparse.Namespace) -> int:
             print(f"flightlog send: --tag {tag!r} must be KEY=VALUE", file=sys.stderr)
             return 2
         tags[key] = value
+    report = bool(args.build_id) and not args.no_build_status and (bool(command) or args.build_status is not None)
+    if args.build_status and not args.build_id:
+        print("flightlog send: --build-status needs a build ID (--build-id, or $GITHUB_RUN_ID …)", file=sys.stderr)
+        return 2
+    if args.build_status and not command and not args.file:
+        return _report_status(args, args.build_status)
     defaults = {"service": args.service, "host": args.host, "build_id": args.build_id, "deploy_id": args.deploy_id}
     shipper = Shipper(
         args.url,
@@ -103,7 +135,11 @@ def run(args: argparse.Namespace) -> int:
     exit_status = 0
     try:
         if command:
+            if report:
+                _report_status(args, "running")
             exit_status = _run_command(command, shipper, base, tags, args.tee)
+            if report:
+                _report_status(args, args.build_status or ("success" if exit_status == 0 else "failure"))
         elif args.file:
             try:
                 with open(args.file, "rb") as f:
@@ -111,6 +147,8 @@ def run(args: argparse.Namespace) -> int:
             except OSError as exc:
                 print(f"flightlog send: cannot read {args.file}: {exc.strerror or exc}", file=sys.stderr)
                 return 2
+            if report:
+                exit_status = _report_status(args, args.build_status)
         else:
             _pump(sys.stdin.buffer, shipper, base, tags, sys.stdout.buffer if args.tee else None)
     except KeyboardInterrupt:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import orjson
 from aiohttp import web
-from flightlog.query import context, hosts, kinds, trails
-from flightlog.query.id_paths import ID_PATTERN, id_from_segment
+from flightlog.query import build_records, context, hosts, kinds, trails
 from flightlog.query.params import list_params, recent_limit, trail_params
 from flightlog.query.search_api import setup_search_api
 from flightlog.query.slots_api import run_query
 from flightlog.schema.app_state import SETTINGS, STORE, tenant_of
+from flightlog.schema.id_paths import ID_PATTERN, id_from_segment
 from flightlog.schema.route_table import add_route
 
 
@@ -20,10 +20,10 @@ def _json(body) -> web.Response:
 def _recent_handler(kind: str):
     async def handler(request: web.Request) -> web.Response:
         limit = recent_limit(request.query)
-        filters = list_params(request.query)
+        filters = {**list_params(request.query).as_kwargs(), **build_records.record_filters(request.query)}
         body = await run_query(
             request,
-            lambda: trails.listing(request.app[STORE], tenant_of(request), kind, limit, **filters.as_kwargs()),
+            lambda: build_records.listing(request.app[STORE], tenant_of(request), kind, limit, **filters),
         )
         return _json({kinds.KINDS[kind].name + "s": body["items"], "next_cursor": body["next_cursor"]})
 
@@ -37,7 +37,7 @@ def _summary_handler(kind: str):
         gone_after = request.app[SETTINGS].host_gone_after_s
         body = await run_query(
             request,
-            lambda: trails.summary(
+            lambda: build_records.summary(
                 request.app[STORE], tenant_of(request), kind, id_from_segment(request.match_info[column]), gone_after
             ),
         )

@@ -51,6 +51,7 @@ TENANT_TABLES: dict[str, str] = {
     "id_hosts": "tenant",
     "host_ids": "tenant",
     "host_summary": "tenant",
+    "build_events": "tenant",  # CI/CD records (migration 0070); hook_secrets is never readable
 }
 # Tables with no tenant data: what plain expressions read implicitly (`SELECT 1` reads
 # system.one), number generators, and the engine's own reference lists.

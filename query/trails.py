@@ -6,7 +6,7 @@ A build and a deploy are the same shape of question over a different id, so each
 Everything here reads the correlation tables of migrations 0020/0021, never scans `logs`:
   trail_lines  (tenant, kind, id, ts, seq) → a trail is one primary-key range read in order;
   id_hosts     per (id, service, host) span, counts by level, linked ids, last line's status;
-  id_summary   the same per id, for the list;
+  id_summary   the same per id, for the list (flightlog.query.build_records.listing);
   host_summary when each host last sent anything (the `gone` mark).
 """
 
@@ -33,18 +33,17 @@ RECENT_MAX_LIMIT = 1000
 RECENT_HOSTS_SHOWN = 100
 HOST_GONE_AFTER_S = 600
 
-# status of a build/deploy: the `status` attribute of its last line when it has one, else failed
-# when any line is error or fatal, else ok. `lv` and `st` are the rolled-up levels and status.
-STATUS_SQL = "if(st != '', st, if(lv['error'] + lv['fatal'] > 0, 'failed', 'ok'))"
+# What the lines say of a build/deploy: failed when any line is error or fatal, else ok. Never a
+# line's generic `status` attribute (an HTTP status as often as not): a status proper comes from CI
+# events or an explicit build.status (flightlog.query.build_records). `lv`: the rolled-up levels.
+STATUS_SQL = "if(lv['error'] + lv['fatal'] > 0, 'failed', 'ok')"
 
 
 def _level_order(level: str) -> tuple[int, str]:
     return (LEVELS.index(level) if level in LEVELS else len(LEVELS), level)
 
 
-def status_of(last_status: str, levels: dict[str, int]) -> str:
-    if last_status:
-        return last_status
+def status_of(levels: dict[str, int]) -> str:
     return "failed" if levels.get("error", 0) + levels.get("fatal", 0) else "ok"
 
 
@@ -77,8 +76,7 @@ def summary(
     where = "tenant = {tenant:String} AND kind = {kind:String} AND id = {id:String}"
     result = store.query(
         f"SELECT host, service, toUnixTimestamp64Nano(min(first_ts)), toUnixTimestamp64Nano(max(last_ts)), "
-        f"sum(lines), sumMap(levels), groupUniqArrayArray(others), "
-        f"(SELECT argMaxMerge(last_status) FROM id_hosts WHERE {where}) "
+        f"sum(lines), sumMap(levels), groupUniqArrayArray(others) "
         f"FROM id_hosts WHERE {where} GROUP BY host, service",
         params,
     )
@@ -88,8 +86,7 @@ def summary(
     services: set[str] = set()
     others: set[str] = set()
     pairs = []
-    last_status = result.rows[0][7]
-    for host, service, first, last, n, host_levels, linked, _ in result.rows:
+    for host, service, first, last, n, host_levels, linked in result.rows:
         for level, count in host_levels.items():
             levels[level] = levels.get(level, 0) + int(count)
         services.add(service)
@@ -116,7 +113,7 @@ def summary(
     levels = {lv: levels[lv] for lv in sorted(levels, key=_level_order) if levels[lv]}
     return {
         k.column: entity_id,
-        "status": status_of(last_status, levels),
+        "status": status_of(levels),
         "first_ts": format_ns(min(p[0] for p in pairs)),
         "last_ts": format_ns(max(p[3] for p in pairs)),
         "lines": sum(levels.values()),
@@ -254,72 +251,3 @@ class ListCursor:
             raise bad_cursor() from None
 
 
-def listing(
-    store: Store,
-    tenant: str,
-    kind: str,
-    limit: int = RECENT_DEFAULT_LIMIT,
-    *,
-    cursor: ListCursor | None = None,
-    since_ns: int | None = None,
-    until_ns: int | None = None,
-    services: Sequence[str] = (),
-    statuses: Sequence[str] = (),
-) -> dict[str, Any]:
-    """A page of builds (or deploys) active in [since, until], newest last line first.
-
-    `services`: any of them took part; `statuses`: its status is one of them.
-    """
-    k = kind_of(kind)
-    params: dict[str, Any] = {"tenant": tenant, "kind": k.name, "limit": limit + 1}
-    having = []
-    if since_ns is not None:
-        params["since"] = since_ns
-        having.append("last_ns >= {since:Int64}")
-    if until_ns is not None:
-        params["until"] = until_ns
-        having.append("first_ns <= {until:Int64}")
-    if services:
-        params["services"] = list(services)
-        having.append("hasAny(svcs, {services:Array(String)})")
-    if statuses:
-        params["statuses"] = list(statuses)
-        having.append("status IN {statuses:Array(String)}")
-    if cursor is not None:
-        params["c_last"] = cursor.last_ns
-        params["c_id"] = cursor.id
-        having.append("(last_ns < {c_last:Int64} OR (last_ns = {c_last:Int64} AND id > {c_id:String}))")
-    result = store.query(
-        f"SELECT id, toUnixTimestamp64Nano(min(first_ts)) AS first_ns, toUnixTimestamp64Nano(max(last_ts)) AS last_ns, "
-        f"groupUniqArrayArray(services) AS svcs, groupUniqArrayArray(hosts) AS all_hosts, sum(lines), "
-        f"sumMap(levels) AS lv, groupUniqArrayArray(others), argMaxMerge(last_status) AS st, {STATUS_SQL} AS status "
-        f"FROM id_summary WHERE tenant = {{tenant:String}} AND kind = {{kind:String}} GROUP BY id "
-        + (f"HAVING {' AND '.join(having)} " if having else "")
-        + "ORDER BY last_ns DESC, id LIMIT {limit:UInt32}",
-        params,
-    )
-    items = []
-    for entity_id, first_ns, last_ns, svcs, all_hosts, lines, levels, others, _st, status in result.rows[:limit]:
-        levels = {lv: int(levels[lv]) for lv in sorted(levels, key=_level_order) if int(levels[lv])}
-        hosts = sorted(all_hosts)
-        items.append(
-            {
-                "id": entity_id,
-                k.column: entity_id,
-                "status": status,
-                "first_ts": format_ns(first_ns),
-                "last_ts": format_ns(last_ns),
-                "services": sorted(svcs),
-                "hosts": hosts[:RECENT_HOSTS_SHOWN],
-                "host_count": len(hosts),
-                "lines": int(lines),
-                "levels": levels,
-                "errors": levels.get("error", 0) + levels.get("fatal", 0),
-                k.other_key: sorted(others),
-            }
-        )
-    next_cursor = None
-    if len(result.rows) > limit and items:
-        last = result.rows[limit - 1]
-        next_cursor = ListCursor(int(last[2]), last[0]).encode()
-    return {"items": items, "next_cursor": next_cursor}

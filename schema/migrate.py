@@ -87,6 +87,7 @@ RETAINED = {
     "id_summary": "last_ts",
     "host_ids": "last_ts",
     "host_summary": "last_ts",
+    "build_events": "received_ts",  # migration 0070: CI events, kept from their arrival
 }
 
 

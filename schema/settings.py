@@ -132,6 +132,28 @@ class Settings:
         description="memory one SQL console statement may use, in its check (which evaluates "
         "scalar subqueries) and in its run",
     )
+    github_build_id: str = Field(
+        "{run_id}",
+        description="the build id of a GitHub workflow run: a template over {run_id}, {run_number}, "
+        "{run_attempt}, {repo}, {workflow} (docs/cicd.md)",
+    )
+    github_deploy_id: str = Field(
+        "{deployment_id}",
+        description="the deploy id of a GitHub deployment: a template over {deployment_id}, {repo}, {environment}",
+    )
+    gitlab_build_id: str = Field(
+        "{pipeline_id}",
+        description="the build id of a GitLab pipeline: a template over {pipeline_id}, {pipeline_iid}, "
+        "{project}, {project_id}",
+    )
+    gitlab_deploy_id: str = Field(
+        "{deployment_id}",
+        description="the deploy id of a GitLab deployment: a template over {deployment_id}, "
+        "{deployable_id}, {project}, {environment}",
+    )
+    deploy_diff_minutes: int = Field(
+        15, description="a deploy's diff compares this many minutes after it with as many before"
+    )
     extra: dict[str, Any] = Field(default_factory=dict)
 
     @classmethod

@@ -132,7 +132,10 @@ def test_a_function_level_import_counts(tmp_path):
     assert imports_of("flightlog.schema.late", module, {"flightlog.web.pages"}) == {"flightlog.web.pages"}
 
 
-HTTP_MODULES = {"flightlog.query.api", "flightlog.query.search_api", "flightlog.query.tail_api", "flightlog.query.slots_api"}
+HTTP_MODULES = {
+    "flightlog.query.api", "flightlog.query.search_api", "flightlog.query.tail_api", "flightlog.query.slots_api",
+    "flightlog.query.cicd_api",
+}
 
 
 def test_query_functions_and_protocol_parsers_import_no_aiohttp():

@@ -59,7 +59,7 @@ def add_setting_flags(parser: argparse.ArgumentParser) -> None:
 def _extra_commands() -> Iterable:
     """Subcommands other parts contribute (send, keys …), each a `register(subparsers)`."""
     registers = []
-    for module_name in ("flightlog.ingest.send_cli", "flightlog.web.api_keys_cli"):
+    for module_name in ("flightlog.ingest.send_cli", "flightlog.web.api_keys_cli", "flightlog.web.hooks_cli"):
         try:
             module = __import__(module_name, fromlist=["register"])
         except ModuleNotFoundError:

@@ -15,15 +15,15 @@ from urllib.parse import urlencode
 
 import jinja2
 from aiohttp import web
-from flightlog.query import context, hosts, kinds, timeline, trails
+from flightlog.query import build_diff, build_records, context, hosts, kinds, timeline, trails
 from flightlog.query.context import parse_ref
-from flightlog.query.id_paths import ID_PATTERN, id_from_segment, id_segment
 from flightlog.query.lines import Cursor
-from flightlog.query.params import trail_params
+from flightlog.query.params import list_params, trail_params
 from flightlog.query.search import FIELDS
 from flightlog.query.slots_api import run_query
 from flightlog.query.timefmt import format_ns, parse_ns
 from flightlog.schema.app_state import SETTINGS, STORE, tenant_of
+from flightlog.schema.id_paths import ID_PATTERN, id_from_segment, id_segment
 from flightlog.schema.refusal import Refusal
 from flightlog.schema.route_table import add_route, add_static
 
@@ -122,11 +122,13 @@ def with_cursor(url: str, cursor: str) -> str:
 @_page
 async def index_page(request: web.Request) -> web.Response:
     store, tenant = request.app[STORE], tenant_of(request)
+    # ?repo=&branch=&pipeline=&status= narrow the builds (the links of /pipelines use them)
+    filters = {**build_records.record_filters(request.query), "statuses": list_params(request.query).statuses}
 
     def load():
         return (
-            trails.listing(store, tenant, "build", RECENT_ON_INDEX)["items"],
-            trails.listing(store, tenant, "deploy", RECENT_ON_INDEX)["items"],
+            build_records.listing(store, tenant, "build", RECENT_ON_INDEX, **filters)["items"],
+            build_records.listing(store, tenant, "deploy", RECENT_ON_INDEX)["items"],
         )
 
     builds, deploys = await run_query(request, load)
@@ -158,13 +160,18 @@ def _trail_page(kind: str):
         gone_after = request.app[SETTINGS].host_gone_after_s
 
         def load():
+            summary = build_records.summary(store, tenant, kind, entity_id, gone_after)
+            panel = build_diff.failure_panel(store, tenant, kind, summary, request.app[SETTINGS].deploy_diff_minutes)
+            if not summary["lines"]:  # CI told of it; no line carries its id (yet)
+                return summary, {"lines": [], "next_cursor": None}, [], panel
             return (
-                trails.summary(store, tenant, kind, entity_id, gone_after),
+                summary,
                 trails.trail(store, tenant, kind, entity_id, **params.as_kwargs()),
                 timeline.error_ticks(store, tenant, kind, entity_id),
+                panel,
             )
 
-        summary, trail, ticks = await run_query(request, load)
+        summary, trail, ticks, new_in = await run_query(request, load)
         filters = [("service", v) for v in params.services] + [("host", v) for v in params.hosts]
         filters += [("level", v) for v in params.levels]
         base_url = url_with(request, at=None)
@@ -192,6 +199,8 @@ def _trail_page(kind: str):
                 summary, ticks, lambda host: url_with(request, at=None, host=host), params.hosts
             ),
             first_error=first_error,
+            new_in=new_in,
+            line_url=line_url,
             gone_after_s=gone_after,
             filters=[(name, value, url_without_value(request, name, value)) for name, value in filters],
             filter_url=lambda name, value: url_with(request, at=None, **{name: value}),

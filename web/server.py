@@ -11,8 +11,10 @@ import warnings
 from collections.abc import AsyncIterator, Iterable
 
 from aiohttp import web
+from flightlog.ingest.cicd.routes import setup_cicd_ingest
 from flightlog.ingest.routes import setup_ingest
 from flightlog.query.api import setup_query_api
+from flightlog.query.cicd_api import setup_cicd_query
 from flightlog.query.slots_api import setup_query_slots
 from flightlog.schema.app_state import BATCHER, EXTRAS, SETTINGS, STORE
 from flightlog.schema.executor import run_in_store_thread
@@ -21,6 +23,7 @@ from flightlog.schema.route_table import add_route
 from flightlog.schema.settings import Settings
 from flightlog.schema.store import Store, StoreError
 from flightlog.web.auth import auth_middleware, setup_auth
+from flightlog.web.cicd_pages import setup_cicd_pages
 from flightlog.web.errors import error_middleware
 from flightlog.web.pages import setup_pages
 from flightlog.web.search_pages import setup_search_pages
@@ -54,9 +57,12 @@ def create_app(
     add_route(app, "GET", "/readyz", readyz, scope="public")
     if "ingest" in roles:
         setup_ingest(app)
+        setup_cicd_ingest(app)
     if "query" in roles:
         setup_query_api(app)
+        setup_cicd_query(app)
         setup_pages(app)
+        setup_cicd_pages(app)
         setup_search_pages(app)  # /search, /tail, /sql
     return app
 

@@ -29,21 +29,31 @@ async def test_build_status_is_failed_with_an_error_line_else_ok(client, store):
     assert (await _get(client, "/api/v1/builds/bad"))["status"] == "failed"
 
 
-async def test_a_status_attribute_on_the_last_line_wins(client, store):
+async def test_a_generic_status_attribute_never_sets_a_build_status_but_build_status_does(client, store):
     base = _ago(30)
     insert(
         store,
         [
+            # an HTTP status on a line of the build is not the build's status
+            make_line(base, build_id="http", attrs={"status": "404"}, message="GET /missing"),
             make_line(base, build_id="retry", level="error", message="flaky test"),
-            make_line(base + NS, build_id="retry", attrs={"status": "running"}),
-            make_line(base + 2 * NS, build_id="retry", attrs={"status": "ok"}, message="done"),
-            make_line(base, build_id="middle", attrs={"status": "ok"}),
-            make_line(base + NS, build_id="middle", level="fatal"),
+            make_line(base + NS, build_id="retry", attrs={"build.status": "running"}),
+            make_line(base + 2 * NS, build_id="retry", attrs={"build.status": "passed"}, message="done"),
+            make_line(base, build_id="middle", attrs={"build_status": "success"}),
+            make_line(base + NS, build_id="middle", attrs={"build": '{"id": "middle", "status": "failed"}'}),
+            make_line(base, deploy_id="d-http", attrs={"status": "500", "deploy.status": "bogus"}),
         ],
     )
-    assert (await _get(client, "/api/v1/builds/retry"))["status"] == "ok"
-    # only the last line's status counts: an earlier one does not hide a later fatal
-    assert (await _get(client, "/api/v1/builds/middle"))["status"] == "failed"
+    http = await _get(client, "/api/v1/builds/http")
+    assert http["status"] == "ok" and http["record"] is None
+    retry = await _get(client, "/api/v1/builds/retry")
+    # CI's word (here a line's explicit build.status) and the lines' own say are both shown
+    assert (retry["status"], retry["log_status"]) == ("success", "failed")
+    assert [h["status"] for h in retry["record"]["history"]] == ["running", "success"]
+    assert (await _get(client, "/api/v1/builds/middle"))["status"] == "failure"
+    assert (await _get(client, "/api/v1/deploys/d-http"))["status"] == "ok"
+    listed = {b["id"]: b["status"] for b in (await _get(client, "/api/v1/builds"))["builds"]}
+    assert listed == {"http": "ok", "retry": "success", "middle": "failure"}
 
 
 async def test_a_line_carrying_both_ids_links_build_and_deploy(client, store):
@@ -228,10 +238,10 @@ async def test_builds_list_filters_by_time_service_and_status_and_pages(client, 
         if not cursor:
             break
     assert got == all_ids
-    # the fleet's builds all have error lines; make one ok by its status attribute
+    # the fleet's builds all have error lines; one is a success by its explicit build.status
     last = fleet.of("build_id", "b004")[-1]
-    insert(store, [make_line(last["ts_ns"] + 1, build_id="b004", service="api", attrs={"status": "ok"})])
-    assert [b["id"] for b in (await _get(client, "/api/v1/builds", status="ok"))["builds"]] == ["b004"]
+    insert(store, [make_line(last["ts_ns"] + 1, build_id="b004", service="api", attrs={"build.status": "ok"})])
+    assert [b["id"] for b in (await _get(client, "/api/v1/builds", status="success"))["builds"]] == ["b004"]
     assert len((await _get(client, "/api/v1/builds", status="failed"))["builds"]) == 11
     first_b3 = fleet.of("build_id", "b003")[0]["ts_ns"]
     last_b5 = fleet.of("build_id", "b005")[-1]["ts_ns"]

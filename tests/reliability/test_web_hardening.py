@@ -10,9 +10,9 @@ from urllib.parse import unquote, urljoin, urlsplit
 
 import orjson
 import pytest
-from flightlog.query.id_paths import id_segment
 from flightlog.schema.api_keys import KeyFile, new_key
 from flightlog.schema.app_state import BATCHER
+from flightlog.schema.id_paths import id_segment
 from flightlog.web.server import create_app
 
 

@@ -58,6 +58,14 @@ ROUTES = {
     ("POST", "/v1/logs"): ("ingest", "ingest"),
     ("POST", "/{index}/_bulk"): ("ingest", "ingest"),
     ("PUT", "/{index}/_bulk"): ("ingest", "ingest"),
+    # CI/CD (issue 14): webhooks prove themselves with their own signature, so no key
+    ("POST", "/hooks/github"): ("public", "small"),
+    ("POST", "/hooks/gitlab"): ("public", "small"),
+    ("POST", "/api/v1/builds/{build_id}/events"): ("ingest", "ingest"),
+    ("POST", "/api/v1/deploys/{deploy_id}/events"): ("ingest", "ingest"),
+    ("GET", "/api/v1/builds/{build_id}/diff"): ("read", "small"),
+    ("GET", "/api/v1/deploys/{deploy_id}/diff"): ("read", "small"),
+    ("GET", "/pipelines"): ("read", "small"),
 }
 
 

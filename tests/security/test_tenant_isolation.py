@@ -68,6 +68,11 @@ PROBES = [
     Probe("page tail", "/tail?q=", html=True),
     Probe("page sql", "/sql", html=True),
     Probe("page quarantine", "/quarantine", html=True),
+    Probe("build diff", "/api/v1/builds/build-shared/diff?against=build-shared"),
+    Probe("build diff against previous", "/api/v1/builds/build-shared/diff?against=previous"),
+    Probe("deploy diff", "/api/v1/deploys/deploy-shared/diff", own=True),
+    Probe("builds by repo", "/api/v1/builds?repo={own_repo}", own=True),
+    Probe("page pipelines", "/pipelines", own=True, html=True),
 ]
 
 # GET routes that need a read key but hold no tenant's lines (with the reason).
@@ -101,6 +106,7 @@ SQL_PROBES = [
     "SELECT message FROM view(SELECT * FROM logs)",
     "SELECT * FROM file('keys.json', 'LineAsString')",
     "SELECT * FROM api_keys",
+    "SELECT * FROM hook_secrets",
     "SELECT * FROM system.tables",
     "SELECT * FROM system.parts",
     "SELECT * FROM system.query_log",
@@ -130,6 +136,10 @@ async def _ingest(client, key, tenant):
         for i in range(count)
     )
     resp = await client.post("/api/v1/logs", data=body, headers=bearer(key))
+    assert resp.status == 200, await resp.text()
+    # a CI record for the shared build id, its repo named after the tenant's marker
+    resp = await client.post("/api/v1/builds/build-shared/events", headers=bearer(key),
+                             json={"status": "failure", "repo": f"{marker}/repo", "pipeline": "ci", "branch": "main"})
     assert resp.status == 200, await resp.text()
 
 
@@ -167,7 +177,8 @@ async def test_no_read_path_shows_another_tenants_lines(two_tenants):
     for probe in PROBES:
         for tenant in TENANTS:
             other = _other(tenant)
-            path = probe.path.format(ref=refs[other], own_ref=refs[tenant], q=quote(TENANTS[other][0].lower()))
+            path = probe.path.format(ref=refs[other], own_ref=refs[tenant], q=quote(TENANTS[other][0].lower()),
+                                     own_repo=quote(f"{TENANTS[tenant][0]}/repo", safe=""))
             headers = bearer(keys[tenant]["read"])
             if probe.html:
                 headers["Accept"] = "text/html"
