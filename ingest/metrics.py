@@ -17,7 +17,7 @@ from collections.abc import Iterable
 
 from aiohttp import web
 from flightlog.ingest.chunk import LineError
-from flightlog.schema.app_state import DEFAULT_TENANT
+from flightlog.schema.app_state import DEFAULT_TENANT, EXTRAS
 from flightlog.schema.route_table import add_route
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -246,9 +246,18 @@ def setup_metrics(app: web.Application) -> IngestMetrics:
     return metrics
 
 
-async def get_metrics(request: web.Request) -> web.Response:
+def metrics_tenant(request: web.Request) -> str | None:
+    """Whose series a scrape may see: every tenant's for an admin key or an open server (auth lets
+    no keyless request through once keys exist), else the key's own tenant."""
     key = request.get("key")
-    # no key: an open server (auth lets no keyless request through once keys exist)
-    tenant = None if key is None or key.scope == "admin" else key.tenant
-    text = request.app[METRICS].render(tenant)
+    if key is None or getattr(key, "scope", "") == "admin":
+        return None
+    return key.tenant
+
+
+async def get_metrics(request: web.Request) -> web.Response:
+    tenant = metrics_tenant(request)
+    # and what other parts of the app contribute (the alert evaluator's metrics)
+    extras = request.app[EXTRAS].get("metrics", []) if EXTRAS in request.app else []
+    text = request.app[METRICS].render(tenant) + "".join(render(tenant) for render in extras)
     return web.Response(body=text.encode(), headers={"Content-Type": CONTENT_TYPE})

@@ -33,7 +33,7 @@ from typing import Any, Protocol
 
 import orjson
 
-SCOPES = ("ingest", "read", "admin")
+SCOPES = ("ingest", "read", "alerts", "admin")
 KEY_PREFIX = "flk_"
 KEY_FILE_NAME = "keys.json"
 
@@ -59,7 +59,10 @@ class ApiKey:
         return not self.revoked_at
 
     def allows(self, needed: str) -> bool:
-        """admin may do everything; ingest and read only their own."""
+        """admin may do everything; alerts reads and manages alert rules and silences; ingest and
+        read only their own."""
+        if self.scope == "alerts" and needed == "read":
+            return True
         return self.scope == "admin" or self.scope == needed
 
     def public(self) -> dict[str, Any]:

@@ -15,11 +15,12 @@ from typing import Literal
 
 from aiohttp import web
 
-Scope = Literal["public", "ingest", "read", "admin"]
+# "alerts": managing alert rules and silences (an alerts or admin key; flightlog.query.alerts)
+Scope = Literal["public", "ingest", "read", "alerts", "admin"]
 # "ingest": the body is reserved in the ingest in-flight budget and read by the handler itself;
 # "small": any body is read whole by the auth middleware, within the body time limit.
 Budget = Literal["ingest", "small"]
-SCOPES: tuple[str, ...] = ("public", "ingest", "read", "admin")
+SCOPES: tuple[str, ...] = ("public", "ingest", "read", "alerts", "admin")
 BUDGETS: tuple[str, ...] = ("ingest", "small")
 
 

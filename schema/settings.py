@@ -101,6 +101,16 @@ class Settings:
         "no limit",
     )
     session_hours: int = Field(12, description="hours a UI login lasts")
+    rules: str = Field("", description="a YAML file of alert rules loaded at start (read-only in the UI); empty: none")
+    alertmanager_url: str = Field(
+        "",
+        description="base URL of an Alertmanager (http://host:9093) that receives every alert; empty: none",
+    )
+    public_url: str = Field(
+        "",
+        description="the URL people reach this server at, for links in notifications; empty: "
+        "http://<host>:<port>",
+    )
     query_slots: int = Field(
         8,
         description="store queries (search, trails, SQL, histogram, export, tail …) running at "

@@ -135,6 +135,11 @@ def test_a_function_level_import_counts(tmp_path):
 HTTP_MODULES = {
     "flightlog.query.api", "flightlog.query.search_api", "flightlog.query.tail_api", "flightlog.query.slots_api",
     "flightlog.query.cicd_api",
+    "flightlog.query.alerts.api",
+    # HTTP clients: the notification channels post to Slack, webhooks and Alertmanager
+    "flightlog.query.alerts.notify.dispatcher", "flightlog.query.alerts.notify.alertmanager",
+    "flightlog.query.alerts.notify.webhook", "flightlog.query.alerts.notify.slack",
+    "flightlog.query.alerts.notify.apprise_channel",
 }
 
 

@@ -32,7 +32,7 @@ def register(subparsers) -> None:
     create = actions.add_parser("create", help="create a key and print it (once)")
     create.add_argument("--tenant", required=True, help="the tenant every line sent with this key belongs to")
     create.add_argument("--scope", required=True, choices=SCOPES, help="ingest: send lines; read: query and UI; "
-                        "admin: both, for any tenant")
+                        "alerts: read, and manage alert rules and silences; admin: all, for any tenant")
     create.add_argument("--name", default="", help="a name to recognise the key by")
     create.add_argument("--lines-per-second", type=int, default=0, help="this key's line rate limit (0: server default)")
     create.add_argument("--requests-per-second", type=int, default=0,

@@ -172,7 +172,7 @@ async def _reload_table(auth: Auth) -> None:
 
 
 def needed_scope(request: web.Request) -> str | None:
-    """The scope the matched route declared ("ingest", "read", "admin"), or None for a public one."""
+    """The scope the matched route declared ("ingest", "read", "alerts", "admin"), or None for a public one."""
     scope = needs_of(request).scope
     return None if scope == "public" else scope
 

@@ -85,7 +85,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"flightlog {args.command}: the single-role command needs --clickhouse-url "
               "(the embedded store belongs to one process: use `flightlog serve`)", file=sys.stderr)
         return 2
-    refusal = open_server_refusal(settings)
+    refusal = open_server_refusal(settings) or rules_refusal(settings, args.command)
     if refusal:
         print(refusal, file=sys.stderr)
         return 2
@@ -118,6 +118,23 @@ def open_server_refusal(settings: Settings) -> str | None:
         "and write every line.\n  Create a key first:  flightlog keys create --tenant <name> --scope admin\n"
         "  or bind to 127.0.0.1, or pass --insecure to run open on purpose."
     )
+
+
+def rules_refusal(settings: Settings, command: str) -> str | None:
+    """Why the --rules file cannot be used (each bad field named), or None."""
+    from flightlog.query.alerts.api import check_alertmanager_url, load_file_rules
+    from flightlog.query.alerts.rules import RuleError
+
+    if command == "ingest":
+        return None  # the evaluator runs with the query role
+    try:
+        load_file_rules(settings)
+        if settings.alertmanager_url:
+            check_alertmanager_url(settings.alertmanager_url)
+    except RuleError as exc:
+        where = f"--rules {settings.rules}" if settings.rules else "--alertmanager-url"
+        return f"flightlog {command}: {where}: " + "\n  ".join(f"{e['field']}: {e['reason']}" for e in exc.errors)
+    return None
 
 
 def _install_uvloop() -> None:
@@ -163,6 +180,7 @@ def banner(settings: Settings, roles: set[str], site: web.TCPSite) -> str:
     lines = [f"flightlog {'+'.join(sorted(roles))} ready on {store}"]
     if "query" in roles:
         lines.append(f"  UI:     http://{host}:{port}/")
+        lines.append(f"  alerts: http://{host}:{port}/alerts" + (f" ({settings.rules})" if settings.rules else ""))
     if "ingest" in roles:
         lines.append(f"  ingest: POST http://{host}:{port}/api/v1/logs")
     lines.append(auth_line(site))

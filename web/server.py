@@ -12,7 +12,9 @@ from collections.abc import AsyncIterator, Iterable
 
 from aiohttp import web
 from flightlog.ingest.cicd.routes import setup_cicd_ingest
+from flightlog.ingest.metrics import metrics_tenant
 from flightlog.ingest.routes import setup_ingest
+from flightlog.query.alerts.api import setup_alerts
 from flightlog.query.api import setup_query_api
 from flightlog.query.cicd_api import setup_cicd_query
 from flightlog.query.slots_api import setup_query_slots
@@ -22,6 +24,7 @@ from flightlog.schema.open import open_store
 from flightlog.schema.route_table import add_route
 from flightlog.schema.settings import Settings
 from flightlog.schema.store import Store, StoreError
+from flightlog.web.alerts_pages import setup_alert_pages
 from flightlog.web.auth import auth_middleware, setup_auth
 from flightlog.web.cicd_pages import setup_cicd_pages
 from flightlog.web.errors import error_middleware
@@ -61,9 +64,13 @@ def create_app(
     if "query" in roles:
         setup_query_api(app)
         setup_cicd_query(app)
+        setup_alerts(app)  # the rule evaluator runs where queries run
         setup_pages(app)
         setup_cicd_pages(app)
         setup_search_pages(app)  # /search, /tail, /sql
+        setup_alert_pages(app)  # /alerts
+    if "/metrics" not in {r.canonical for r in app.router.resources()}:
+        add_route(app, "GET", "/metrics", metrics, scope="read")  # a query-only node: the alert metrics
     return app
 
 
@@ -106,6 +113,13 @@ def _store_context(given: Store | None):
             app[STORE].close()
 
     return store_context
+
+
+async def metrics(request: web.Request) -> web.Response:
+    """Prometheus text from every part that contributes (EXTRAS["metrics"]: callables of the
+    tenant whose series to show, None for all → text)."""
+    text = "".join(render(metrics_tenant(request)) for render in request.app[EXTRAS].get("metrics", []))
+    return web.Response(body=text.encode(), headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
 
 
 async def healthz(request: web.Request) -> web.Response:

@@ -73,7 +73,17 @@ PROBES = [
     Probe("deploy diff", "/api/v1/deploys/deploy-shared/diff", own=True),
     Probe("builds by repo", "/api/v1/builds?repo={own_repo}", own=True),
     Probe("page pipelines", "/pipelines", own=True, html=True),
+    Probe("alert rules", "/api/v1/alerts/rules", own=True),
+    Probe("alert rule", "/api/v1/alerts/rules/shared-rule", own=True),
+    Probe("alert rule values", "/api/v1/alerts/rules/shared-rule/values"),
+    Probe("active alerts", "/api/v1/alerts"),
+    Probe("alert silences", "/api/v1/alerts/silences", own=True),
+    Probe("page alerts", "/alerts", own=True, html=True),
+    Probe("page alert rule", "/alerts/rules/shared-rule", own=True, html=True),
+    Probe("page new alert rule", "/alerts/new", html=True),
 ]
+# The alert previews are POSTs (a rule in the body): test_alert_preview_shows_only_the_callers_lines.
+ALERT_PREVIEWS = {"/api/v1/alerts/preview", "/alerts/preview"}
 
 # GET routes that need a read key but hold no tenant's lines (with the reason).
 NOT_TENANT_DATA = {
@@ -146,8 +156,9 @@ async def _ingest(client, key, tenant):
 @pytest.fixture
 async def two_tenants(aiohttp_client, settings, store, make_key):
     keys = {
-        "alpha": {"ingest": make_key("alpha", "ingest"), "read": make_key("alpha", "read")},
-        "bravo": {"ingest": make_key("bravo", "ingest"), "read": make_key("bravo", "read")},
+        tenant: {"ingest": make_key(tenant, "ingest"), "read": make_key(tenant, "read"),
+                 "alerts": make_key(tenant, "alerts")}
+        for tenant in ("alpha", "bravo")
     }
     client = await aiohttp_client(create_app(settings, store=store))
     for tenant in TENANTS:
@@ -160,6 +171,15 @@ async def two_tenants(aiohttp_client, settings, store, make_key):
     for tenant in TENANTS:
         resp = await client.get("/api/v1/search?q=&from=1d&limit=1", headers=bearer(keys[tenant]["read"]))
         refs[tenant] = (await resp.json())["lines"][0]["ref"]
+    # each tenant has an alert rule of the same name, and a silence, both naming its marker
+    for tenant, (marker, _) in TENANTS.items():
+        rule = {"name": "shared-rule", "query": f"attrs.who:{marker}", "condition": "count > 0",
+                "group_by": ["attrs.who"], "interval": "5s"}
+        resp = await client.post("/api/v1/alerts/rules", json=rule, headers=bearer(keys[tenant]["alerts"]))
+        assert resp.status == 201, await resp.text()
+        resp = await client.post("/api/v1/alerts/silences", json={"rule": "shared-rule", "for": "1h",
+                                 "comment": marker}, headers=bearer(keys[tenant]["alerts"]))
+        assert resp.status == 201, await resp.text()
     # each tenant runs one SQL query, so the audit has entries of both
     for tenant in TENANTS:
         await client.post("/api/v1/sql", json={"sql": f"SELECT '{TENANTS[tenant][0]}-audit'"},
@@ -191,6 +211,18 @@ async def test_no_read_path_shows_another_tenants_lines(two_tenants):
             if probe.own and TENANTS[tenant][0] not in text:
                 failures.append(f"{probe.name} as {tenant}: {path} → {resp.status} without its own lines")
     assert not failures, "\n".join(failures)
+
+
+async def test_alert_preview_shows_only_the_callers_lines(two_tenants):
+    client, keys, _ = two_tenants
+    for tenant in TENANTS:
+        other = _other(tenant)
+        for path, body in (("/api/v1/alerts/preview", {"json": {"query": "", "group_by": ["host"]}}),
+                           ("/alerts/preview", {"data": {"query": "", "group_by": "host", "window": "1d"}})):
+            resp = await client.post(path, **body, headers=bearer(keys[tenant]["read"]))
+            text = await resp.text()
+            assert resp.status == 200, text
+            assert TENANTS[tenant][0] in text and TENANTS[other][0] not in text, (tenant, path)
 
 
 async def test_histogram_counts_only_the_callers_lines(two_tenants):
@@ -259,6 +291,7 @@ async def test_live_tail_shows_only_the_callers_lines(two_tenants):
 def test_every_read_route_has_a_probe(settings):
     app = create_app(settings)
     covered = {p.path.split("?", 1)[0] for p in PROBES} | {"/api/v1/tail", "/api/v1/sql", "/sql"} | set(NOT_TENANT_DATA)
+    covered |= ALERT_PREVIEWS
     missing = []
     for (method, path), needs in declared_routes(app).items():
         if method == "HEAD" or needs is None or needs.scope != "read":
@@ -267,6 +300,7 @@ def test_every_read_route_has_a_probe(settings):
             continue
         concrete = path.replace("{build_id}", "build-shared").replace("{deploy_id}", "deploy-shared")
         concrete = concrete.replace("{id}", "build-shared" if path.startswith("/builds") else "deploy-shared")
+        concrete = concrete.replace("{name}", "shared-rule")
         if concrete not in covered:
             missing.append(f"{method} {path}")
     assert not missing, f"read routes with no isolation probe (add one to PROBES): {missing}"

@@ -1,0 +1,1 @@
+"""Notification channels and the queue that delivers to them (see dispatcher.py)."""
