@@ -22,14 +22,29 @@ from flightlog.schema.store import (
 # How long closing waits for running statements (an insert of a large batch takes seconds).
 CLOSE_WAIT_SECONDS = 120.0
 
+# The engine's mark, index-mark and primary-index caches default to 5 GiB each, sized for a
+# server that owns the machine; embedded beside the web server, they only hold memory.
+DEFAULT_CACHE_BYTES = 128 * 1024 * 1024
+CACHE_SETTINGS = ("mark_cache_size", "index_mark_cache_size", "primary_index_cache_size")
+
 _open_dirs: set[str] = set()
+
+
+def engine_arguments(memory_max_bytes: int, cache_bytes: int) -> str:
+    """The engine's start-up arguments, as chDB takes them after the path."""
+    args = [f"{name}={int(cache_bytes)}" for name in CACHE_SETTINGS]
+    if memory_max_bytes:
+        args.append(f"max_server_memory_usage={int(memory_max_bytes)}")
+    return "&".join(args)
 _open_lock = threading.Lock()
 
 
 class EmbeddedStore:
     kind = "embedded"
 
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, memory_max_bytes: int = 0, cache_bytes: int = DEFAULT_CACHE_BYTES) -> None:
+        """`memory_max_bytes`: the engine's memory ceiling (0: its default, 90% of RAM);
+        `cache_bytes`: the size of each of its mark and index caches."""
         import chdb
 
         data_dir = Path(data_dir).resolve()
@@ -45,7 +60,9 @@ class EmbeddedStore:
             self._path = str(data_dir / "clickhouse")
             try:
                 # The first connection owns the directory for the life of the store.
-                self._owner = chdb.connect(self._path)
+                # Server settings go to the first connection only: they are start-up arguments
+                # of the one engine every later connection to this path shares.
+                self._owner = chdb.connect(self._path + "?" + engine_arguments(memory_max_bytes, cache_bytes))
             except Exception as exc:
                 raise StoreError(
                     f"cannot open the embedded store in {data_dir}: another process (a running "
@@ -82,10 +99,24 @@ class EmbeddedStore:
     def _run(self, sql: str, params: Mapping[str, Any] | None, fmt: str) -> Any:
         text_params = {k: param_text(v) for k, v in (params or {}).items()}
         with self._active():
+            conn = self._connection()
             try:
-                return self._connection().query(sql, fmt, params=text_params or None)
+                return conn.query(sql, fmt, params=text_params or None)
             except Exception as exc:  # chDB raises RuntimeError/ChdbError subclasses
+                # A statement that fails after its output began (a memory refusal mid-way)
+                # leaves that output on the connection, and the next answer on it arrives with
+                # the dead statement's header in front (measured): start afresh.
+                self._discard(conn)
                 raise StoreError(first_line(str(exc)), _error_code(str(exc))) from None
+
+    def _discard(self, conn: Any) -> None:
+        """Close this thread's connection; its next statement opens a new one."""
+        self._local.conn = None
+        with self._connections_lock:
+            if conn in self._connections:
+                self._connections.remove(conn)
+        with contextlib.suppress(Exception):
+            conn.close()
 
     @contextlib.contextmanager
     def _active(self) -> Iterator[None]:

@@ -15,7 +15,9 @@ def open_store(settings: Settings, migrate: bool = True) -> Store:
     else:
         from flightlog.schema.embedded import EmbeddedStore
 
-        store = EmbeddedStore(settings.data_dir)
+        store = EmbeddedStore(
+            settings.data_dir, memory_max_bytes=settings.engine_memory_max_bytes, cache_bytes=settings.engine_cache_bytes
+        )
     if migrate:
         try:
             apply_migrations(store, settings.retention_days)

@@ -125,6 +125,18 @@ class Settings:
         4, description="how many one API key (or UI login) may hold, within its tenant's share"
     )
     query_slot_wait_ms: int = Field(2000, description="how long a query waits for a slot before it is answered 429")
+    engine_memory_max_bytes: int = Field(
+        0,
+        description="memory the embedded engine may hold at once, its caches included; past it a "
+        "statement fails with a memory error (an insert is retried from the WAL, and ingest answers "
+        "429 once the WAL is full); 0: the engine's default, 90% of RAM. The process also holds up "
+        "to ingest_max_inflight_bytes of request bodies",
+    )
+    engine_cache_bytes: int = Field(
+        128 * 1024 * 1024,
+        description="size of each of the embedded engine's mark, index-mark and primary-index "
+        "caches (the engine's default is 5 GiB each)",
+    )
     sql_max_memory_bytes: int = Field(
         2 * 1024**3,
         description="memory one SQL console statement may use, in its check (which evaluates "
@@ -193,6 +205,13 @@ class Settings:
                 raise SettingsError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
         if self.query_slot_wait_ms < 0:
             raise SettingsError(f"--query-slot-wait-ms must be 0 or more, got {self.query_slot_wait_ms}")
+        if self.engine_memory_max_bytes and self.engine_memory_max_bytes < MIN_ENGINE_MEMORY:
+            raise SettingsError(
+                f"--engine-memory-max-bytes must be 0 (the engine's default) or at least {MIN_ENGINE_MEMORY}, "
+                f"got {self.engine_memory_max_bytes}"
+            )
+        if self.engine_cache_bytes < 0:
+            raise SettingsError(f"--engine-cache-bytes must be 0 or more, got {self.engine_cache_bytes}")
         if self.sql_max_memory_bytes < 1024 * 1024:
             raise SettingsError(f"--sql-max-memory-bytes must be at least 1048576, got {self.sql_max_memory_bytes}")
 
@@ -212,6 +231,8 @@ class SettingsError(ValueError):
 
 
 MAX_RETENTION_DAYS = 25_000
+# Below this the engine cannot hold one insert of a default batch with its views' blocks.
+MIN_ENGINE_MEMORY = 256 * 1024 * 1024
 
 
 def _from_env(setting: Setting, text: str) -> Any:

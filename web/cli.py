@@ -43,16 +43,18 @@ def build_parser() -> argparse.ArgumentParser:
 def add_setting_flags(parser: argparse.ArgumentParser) -> None:
     for setting in SETTINGS:
         option = "--" + setting.name.replace("_", "-")
+        # argparse formats help with %: a literal one ("90% of RAM") must be doubled
+        text = setting.help.replace("%", "%%")
         if setting.type is flag:  # an on/off switch: `--insecure`, no value
             parser.add_argument(option, dest=setting.name, action="store_const", const=True, default=None,
-                                help=f"{setting.help} (env {env_name(setting.name)}=1)")
+                                help=f"{text} (env {env_name(setting.name)}=1)")
             continue
         parser.add_argument(
             option,
             dest=setting.name,
             type=setting.type,
             default=None,
-            help=f"{setting.help} (default {setting.default!r}; env {env_name(setting.name)})",
+            help=f"{text} (default {setting.default!r}; env {env_name(setting.name)})",
         )
 
 
