@@ -18,20 +18,16 @@ Because the secret is 256 random bits, a fast hash is enough (no password stretc
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
-import fcntl
 import hashlib
-import os
 import secrets
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
-import orjson
+from flightlog.schema.record_file import RecordFile
 
 SCOPES = ("ingest", "read", "alerts", "admin")
 KEY_PREFIX = "flk_"
@@ -116,56 +112,11 @@ class KeySource(Protocol):
         ...
 
 
-class KeyFile:
+class KeyFile(RecordFile[ApiKey]):
     """Keys of an embedded deployment, in `<data_dir>/keys.json` (mode 0600)."""
 
     def __init__(self, data_dir: Path) -> None:
-        self.path = Path(data_dir) / KEY_FILE_NAME
-        self._seen: tuple[int, int, int] | None = None
-
-    def _stamp(self) -> tuple[int, int, int]:
-        try:
-            st = self.path.stat()
-        except FileNotFoundError:
-            return (0, 0, 0)
-        return (st.st_mtime_ns, st.st_size, st.st_ino)
-
-    def changed(self) -> bool:
-        return self._stamp() != self._seen
-
-    def load(self) -> list[ApiKey]:
-        stamp = self._stamp()
-        records = self._read()
-        self._seen = stamp
-        return records
-
-    def _read(self) -> list[ApiKey]:
-        try:
-            raw = self.path.read_bytes()
-        except FileNotFoundError:
-            return []
-        doc = orjson.loads(raw) if raw.strip() else {"keys": []}
-        return [ApiKey(**item) for item in doc.get("keys", [])]
-
-    @contextlib.contextmanager
-    def _locked(self) -> Iterator[None]:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path.with_name(KEY_FILE_NAME + ".lock"), "a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(lock, fcntl.LOCK_UN)
-
-    def _write(self, records: list[ApiKey]) -> None:
-        tmp = self.path.with_name(f".{KEY_FILE_NAME}.{os.getpid()}.tmp")
-        data = orjson.dumps({"keys": [asdict(r) for r in records]}, option=orjson.OPT_INDENT_2)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, self.path)
+        super().__init__(Path(data_dir) / KEY_FILE_NAME, "keys", lambda item: ApiKey(**item))
 
     def add(self, record: ApiKey) -> None:
         with self._locked():

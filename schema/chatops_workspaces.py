@@ -14,21 +14,18 @@ command token is only compared, so only its SHA-256 is kept.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
-import fcntl
 import hashlib
 import hmac
-import os
 import re
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-import orjson
 from flightlog.schema.api_keys import check_new
+from flightlog.schema.record_file import RecordFile
 
 FILE_NAME = "chatops.json"
 _TEAM = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -131,56 +128,11 @@ def _from_dict(item: dict[str, Any]) -> Workspace:
     return Workspace(**item)
 
 
-class WorkspaceFile:
+class WorkspaceFile(RecordFile[Workspace]):
     """Workspaces of an embedded deployment, in `<data_dir>/chatops.json` (mode 0600)."""
 
     def __init__(self, data_dir: Path) -> None:
-        self.path = Path(data_dir) / FILE_NAME
-        self._seen: tuple[int, int, int] | None = None
-
-    def _stamp(self) -> tuple[int, int, int]:
-        try:
-            st = self.path.stat()
-        except FileNotFoundError:
-            return (0, 0, 0)
-        return (st.st_mtime_ns, st.st_size, st.st_ino)
-
-    def changed(self) -> bool:
-        return self._stamp() != self._seen
-
-    def load(self) -> list[Workspace]:
-        stamp = self._stamp()
-        records = self._read()
-        self._seen = stamp
-        return records
-
-    def _read(self) -> list[Workspace]:
-        try:
-            raw = self.path.read_bytes()
-        except FileNotFoundError:
-            return []
-        doc = orjson.loads(raw) if raw.strip() else {"workspaces": []}
-        return [_from_dict(item) for item in doc.get("workspaces", [])]
-
-    @contextlib.contextmanager
-    def _locked(self) -> Iterator[None]:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path.with_name(FILE_NAME + ".lock"), "a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(lock, fcntl.LOCK_UN)
-
-    def _write(self, records: list[Workspace]) -> None:
-        tmp = self.path.with_name(f".{FILE_NAME}.{os.getpid()}.tmp")
-        data = orjson.dumps({"workspaces": [asdict(r) for r in records]}, option=orjson.OPT_INDENT_2)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, self.path)
+        super().__init__(Path(data_dir) / FILE_NAME, "workspaces", _from_dict)
 
     def put(self, workspace: Workspace) -> None:
         """Add the workspace, or replace the one with the same team id."""

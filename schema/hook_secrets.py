@@ -12,19 +12,15 @@ provider, and the one that matches says whose build it is. So two tenants cannot
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
-import os
 import secrets
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import orjson
 from flightlog.schema.api_keys import KeyProblem, _now, check_new, hash_key
+from flightlog.schema.record_file import RecordFile
 
 PROVIDERS = ("github", "gitlab")
 HOOK_FILE_NAME = "hooks.json"
@@ -71,51 +67,11 @@ def _check_unique(records: list[HookSecret], record: HookSecret) -> None:
                              f"{other.tenant}); each tenant needs its own")
 
 
-class HookFile:
-    """Secrets of an embedded deployment, in `<data_dir>/hooks.json`."""
+class HookFile(RecordFile[HookSecret]):
+    """Secrets of an embedded deployment, in `<data_dir>/hooks.json` (mode 0600)."""
 
     def __init__(self, data_dir: Path) -> None:
-        self.path = Path(data_dir) / HOOK_FILE_NAME
-        self._seen: tuple[int, int, int] | None = None
-
-    def _stamp(self) -> tuple[int, int, int]:
-        try:
-            st = self.path.stat()
-        except FileNotFoundError:
-            return (0, 0, 0)
-        return (st.st_mtime_ns, st.st_size, st.st_ino)
-
-    def changed(self) -> bool:
-        return self._stamp() != self._seen
-
-    def load(self) -> list[HookSecret]:
-        stamp = self._stamp()
-        try:
-            raw = self.path.read_bytes()
-        except FileNotFoundError:
-            raw = b""
-        self._seen = stamp
-        doc = orjson.loads(raw) if raw.strip() else {"secrets": []}
-        return [HookSecret(**item) for item in doc.get("secrets", [])]
-
-    @contextlib.contextmanager
-    def _locked(self) -> Iterator[None]:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path.with_name(HOOK_FILE_NAME + ".lock"), "a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(lock, fcntl.LOCK_UN)
-
-    def _write(self, records: list[HookSecret]) -> None:
-        tmp = self.path.with_name(f".{HOOK_FILE_NAME}.{os.getpid()}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as out:
-            out.write(orjson.dumps({"secrets": [asdict(r) for r in records]}, option=orjson.OPT_INDENT_2))
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, self.path)
+        super().__init__(Path(data_dir) / HOOK_FILE_NAME, "secrets", lambda item: HookSecret(**item))
 
     def add(self, record: HookSecret) -> None:
         with self._locked():
