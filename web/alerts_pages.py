@@ -14,7 +14,7 @@ from urllib.parse import quote
 
 from aiohttp import web
 from flightlog.query.alerts import silences, state
-from flightlog.query.alerts.api import ALERTS, MANAGE_SCOPE, describe, keep_channels
+from flightlog.query.alerts.api import ALERTS, MANAGE_SCOPE, delete_rule, describe, keep_channels
 from flightlog.query.alerts.evaluate import EvaluationError
 from flightlog.query.alerts.registry import RuleNotFound, RuleReadOnly, StoredRule
 from flightlog.query.alerts.rules import KINDS, RuleError, parse_rule
@@ -250,15 +250,7 @@ async def save_action(request: web.Request) -> web.Response:
 
 @_page
 async def delete_action(request: web.Request) -> web.Response:
-    service, tenant = request.app[ALERTS], tenant_of(request)
-    name = request.match_info["name"]
-    try:
-        await run_query(request, service.registry.delete, tenant, name, who(request))
-    except RuleNotFound as exc:
-        raise Refusal(404, str(exc)) from None
-    except RuleReadOnly as exc:
-        raise Refusal(409, str(exc)) from None
-    service.evaluator.reschedule(tenant, name)
+    await delete_rule(request)
     raise web.HTTPSeeOther("/alerts")
 
 

@@ -277,7 +277,9 @@ async def replace_rule_handler(request: web.Request) -> web.Response:
     return await _save(request, create=False)
 
 
-async def delete_rule_handler(request: web.Request) -> web.Response:
+async def delete_rule(request: web.Request) -> str:
+    """Delete the rule the path names, as the request's caller; the API and the page both
+    come here. Refuses 404 for a rule that is not there and 409 for one from the rules file."""
     service, tenant = request.app[ALERTS], tenant_of(request)
     name = request.match_info["name"]
     try:
@@ -287,7 +289,11 @@ async def delete_rule_handler(request: web.Request) -> web.Response:
     except RuleReadOnly as exc:
         raise Refusal(409, str(exc)) from None
     service.evaluator.reschedule(tenant, name)
-    return _json({"deleted": name})
+    return name
+
+
+async def delete_rule_handler(request: web.Request) -> web.Response:
+    return _json({"deleted": await delete_rule(request)})
 
 
 async def test_rule_handler(request: web.Request) -> web.Response:
