@@ -17,7 +17,7 @@ import sys
 
 import orjson
 from flightlog.schema.api_keys import SCOPES, KeyProblem, key_source, new_key
-from flightlog.schema.settings import Settings, env_name
+from flightlog.web.store_options import add_store_options, store_settings
 
 
 def register(subparsers) -> None:
@@ -45,14 +45,11 @@ def register(subparsers) -> None:
     revoke = actions.add_parser("revoke", help="revoke a key by id (or by name when unique)")
     revoke.add_argument("key", help="the key's id (from `keys list`) or name")
 
-    for sub in (create, listing, revoke):
-        sub.add_argument("--data-dir", default=None, help=f"data directory (env {env_name('data_dir')})")
-        sub.add_argument("--clickhouse-url", default=None, help=f"ClickHouse server (env {env_name('clickhouse_url')})")
-        sub.set_defaults(handler=run)
+    add_store_options((create, listing, revoke), run)
 
 
 def run(args: argparse.Namespace) -> int:
-    settings = Settings.from_values({"data_dir": args.data_dir, "clickhouse_url": args.clickhouse_url})
+    settings = store_settings(args)
     try:
         source = key_source(settings)
         if args.keys_action == "create":

@@ -20,7 +20,7 @@ import sys
 
 import orjson
 from flightlog.schema.chatops_workspaces import WorkspaceProblem, new_workspace, read_secret_file, workspace_source
-from flightlog.schema.settings import Settings, env_name
+from flightlog.web.store_options import add_store_options, store_settings
 
 
 def _ids(text: str) -> list[str]:
@@ -53,14 +53,11 @@ def register(subparsers) -> None:
     remove = actions.add_parser("remove", help="disconnect a workspace")
     remove.add_argument("team", help="the team id")
 
-    for sub in (add, listing, remove):
-        sub.add_argument("--data-dir", default=None, help=f"data directory (env {env_name('data_dir')})")
-        sub.add_argument("--clickhouse-url", default=None, help=f"ClickHouse server (env {env_name('clickhouse_url')})")
-        sub.set_defaults(handler=run)
+    add_store_options((add, listing, remove), run)
 
 
 def run(args: argparse.Namespace) -> int:
-    settings = Settings.from_values({"data_dir": args.data_dir, "clickhouse_url": args.clickhouse_url})
+    settings = store_settings(args)
     try:
         if args.chatops_action == "add-slack":
             workspace = new_workspace(

@@ -22,7 +22,7 @@ import sys
 import orjson
 from flightlog.schema.api_keys import KeyProblem
 from flightlog.schema.hook_secrets import hook_source, new_hook_secret
-from flightlog.schema.settings import Settings, env_name
+from flightlog.web.store_options import add_store_options, store_settings
 
 
 def register(subparsers) -> None:
@@ -46,10 +46,7 @@ def register(subparsers) -> None:
     listing.add_argument("--all", action="store_true", help="include revoked ones")
     revoke = actions.add_parser("revoke", help="revoke a webhook secret by id")
     revoke.add_argument("id", help="its id (from `hooks list`)")
-    for sub in (*adders, listing, revoke):
-        sub.add_argument("--data-dir", default=None, help=f"data directory (env {env_name('data_dir')})")
-        sub.add_argument("--clickhouse-url", default=None, help=f"ClickHouse server (env {env_name('clickhouse_url')})")
-        sub.set_defaults(handler=run)
+    add_store_options((*adders, listing, revoke), run)
 
 
 def _read_secret(path: str) -> str:
@@ -60,7 +57,7 @@ def _read_secret(path: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    settings = Settings.from_values({"data_dir": args.data_dir, "clickhouse_url": args.clickhouse_url})
+    settings = store_settings(args)
     try:
         source = hook_source(settings)
         if args.hooks_action.startswith("add-"):
