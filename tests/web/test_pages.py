@@ -212,18 +212,17 @@ async def test_static_stylesheet_is_served(client, store):
     assert ".lines" in await resp.text()
 
 
-async def test_a_ten_thousand_line_trail_renders_on_one_page_quickly(client, store):
+async def test_a_ten_thousand_line_trail_renders_on_one_page(client, store):
     base = time.time_ns() - 3600 * NS
     insert(
         store,
         [make_line(base + i * 1_000_000, build_id="big", message=f"line {i}", level="info") for i in range(10_000)],
     )
-    started = time.perf_counter()
+    # How fast it renders is the benchmarks' business (tests assert no wall-clock time: on a
+    # busy machine this took 8 s once); here: every line, in order, on one page.
     html, page = await _page(client, "/builds/big?limit=10000")
-    elapsed = time.perf_counter() - started
     assert len(page.rows) == 10_000
     assert page.messages()[0] == "line 0" and page.messages()[-1] == "line 9999"
-    assert elapsed < 5, elapsed
     _, default = await _page(client, "/builds/big")
     assert len(default.rows) == 5000
     assert any("cursor=" in h for h in default.links)
